@@ -1,0 +1,229 @@
+"""One small, named workaround per place where moto 5.2.5 differs from AWS (see ../shared/notes/moto.md).
+
+Each function patches moto for the life of an `ExitStack` and says in its name what gap it covers. LocalCloud
+applies them all on entry and undoes them on exit; tests/local prove each one.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack
+from datetime import UTC
+from typing import Any
+from unittest import mock
+
+from ec2ops.local import counters
+from ec2ops.local.clock import EmulatorClock
+from ec2ops.local.ec2_timing import Ec2Timing
+from ec2ops.local.events import EventRouter
+from ec2ops.local.faults import ErrorResponse
+
+CallHook = Callable[[str, str], ErrorResponse | None]  # (service id, operation) -> an error to answer with
+
+
+def _replace_everywhere(stack: ExitStack, original: Any, replacement: Any, prefix: str) -> None:
+    """Rebind `original` in every loaded module under `prefix` that imported it by name."""
+    for name, module in list(sys.modules.items()):
+        if not name.startswith(prefix) or module is None:
+            continue
+        for attribute, value in list(vars(module).items()):
+            if value is original:
+                stack.enter_context(mock.patch.object(module, attribute, replacement))
+
+
+def moto_time_is_wall_clock(stack: ExitStack, clock: EmulatorClock) -> None:
+    """moto stamps launch and snapshot times with the wall clock; use the emulator clock instead."""
+    for module in ("moto.ec2.models", "moto.events.models", "moto.scheduler.models", "moto.stepfunctions.models"):
+        importlib.import_module(module)
+    import moto.core.utils as core_utils
+
+    _replace_everywhere(stack, core_utils.utcnow, clock.naive_now, "moto")
+
+
+def instant_ec2_transitions(stack: ExitStack, timing: Ec2Timing) -> None:
+    """moto stops and starts instances at once and accepts a type change while running; EC2 does neither."""
+    from moto.ec2.models.elastic_block_store import EBSBackend, Snapshot
+    from moto.ec2.models.instances import Instance, InstanceBackend
+
+    original_terminate = Instance.terminate
+    original_run = InstanceBackend.run_instances
+    original_modify = InstanceBackend.modify_instance_attribute
+    original_create_snapshot = EBSBackend.create_snapshot
+
+    def run_instances(self: Any, *args: Any, **kwargs: Any) -> Any:
+        reservation = original_run(self, *args, **kwargs)
+        for instance in reservation.instances:
+            timing.launched(instance)
+        return reservation
+
+    def modify_instance_attribute(self: Any, instance_id: str, key: str, value: Any) -> Any:
+        if key == "instance_type":
+            timing.require_stopped_for_type_change(self.get_instance(instance_id))
+        return original_modify(self, instance_id, key, value)
+
+    def create_snapshot(self: Any, *args: Any, **kwargs: Any) -> Any:
+        snapshot = original_create_snapshot(self, *args, **kwargs)
+        if not kwargs.get("from_ami"):
+            timing.snapshot_created(snapshot)
+        return snapshot
+
+    stack.enter_context(mock.patch.object(Instance, "stop", lambda self: timing.stop(self)))
+    stack.enter_context(mock.patch.object(Instance, "start", lambda self: timing.start(self)))
+    stack.enter_context(mock.patch.object(
+        Instance, "terminate", lambda self: timing.terminate(self, original_terminate)
+    ))
+    stack.enter_context(mock.patch.object(InstanceBackend, "run_instances", run_instances))
+    stack.enter_context(mock.patch.object(InstanceBackend, "modify_instance_attribute", modify_instance_attribute))
+    stack.enter_context(mock.patch.object(EBSBackend, "create_snapshot", create_snapshot))
+    stack.enter_context(mock.patch.object(
+        Snapshot, "progress", property(lambda self: getattr(self, "_ec2ops_progress", "100%"))
+    ))
+
+
+def wait_and_retry_really_sleep(stack: ExitStack, clock: EmulatorClock) -> None:
+    """Wait states and Retry backoff call time.sleep; on the emulator they pass emulator time instead."""
+    from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl
+    from moto.stepfunctions.parser.asl.component.state.wait.wait_function import timestamp, wait_function
+
+    def wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
+        if env.is_running():
+            clock.sleep(wait_seconds)
+
+    class _Time:
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            clock.sleep(seconds)
+
+    stack.enter_context(mock.patch.object(wait_function.WaitFunction, "_wait_interval", wait_interval))
+    stack.enter_context(mock.patch.object(retrier_decl, "time", _Time))
+
+    original_seconds = timestamp.Timestamp._get_wait_seconds
+
+    def wait_until(self: Any, env: Any) -> int:
+        # `Timestamp` waits count from the wall clock; count from the emulator clock.
+        import datetime as _dt
+
+        class _FrozenDatetime(_dt.datetime):
+            @classmethod
+            def now(cls, tz: Any = None) -> Any:
+                now = clock.now()
+                return now if tz is not None else now.astimezone(UTC).replace(tzinfo=None)
+
+            @classmethod
+            def utcnow(cls) -> Any:
+                return clock.naive_now()
+
+        with mock.patch.object(timestamp.datetime, "datetime", _FrozenDatetime):
+            seconds: int = original_seconds(self, env)
+        return seconds
+
+    stack.enter_context(mock.patch.object(timestamp.Timestamp, "_get_wait_seconds", wait_until))
+
+
+def aws_sdk_error_names_lowercase(stack: ExitStack) -> None:
+    """moto names EC2 SDK-task errors `ec2.ec2Exception`; AWS names them `Ec2.Ec2Exception`."""
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_aws_sdk as aws_sdk,
+    )
+
+    stack.enter_context(mock.patch.dict(aws_sdk._SERVICE_ERROR_NAMES, {"ec2": "Ec2"}))
+
+
+def jsonpath_definite_index_returns_list(stack: ExitStack) -> None:
+    """`$.Reservations[0].Instances[0].State` gives `[value]` in moto; AWS gives the value."""
+    from moto.stepfunctions.parser.asl.utils import json_path
+
+    original = json_path.extract_json
+
+    def extract_json(path: str, data: Any) -> Any:
+        value = original(path, data)
+        definite = not json_path._contains_slice_or_wildcard_array(path) and "?(" not in path
+        if definite and "[" in path and isinstance(value, list) and len(value) == 1:
+            matches = json_path.parse(path).find(data)
+            if len(matches) == 1 and matches[0].value is not value:
+                return matches[0].value
+        return value
+
+    _replace_everywhere(stack, original, extract_json, "moto.stepfunctions")
+
+
+def lambda_invoke_echoes_payload(stack: ExitStack, invoke: Callable[..., tuple[bytes, str | None]]) -> None:
+    """Without Docker, moto's invoke returns the request payload; run the real handler instead."""
+    from moto.awslambda_simple.models import LambdaSimpleBackend
+
+    def simple_invoke(
+        self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any,
+    ) -> bytes:
+        function = self.get_function(function_name, qualifier)
+        payload = json.loads(body) if body else {}
+        result, function_error = invoke(function, payload)
+        if function_error:
+            response_headers["x-amz-function-error"] = function_error
+        response_headers["x-amz-executed-version"] = "$LATEST"
+        return result
+
+    stack.enter_context(mock.patch.object(LambdaSimpleBackend, "invoke", simple_invoke))
+
+
+def event_targets_not_delivered(stack: ExitStack, router: EventRouter) -> None:
+    """moto delivers matched events to SQS and logs only; deliver to Step Functions targets too."""
+    import copy
+
+    from moto.events.models import Rule
+
+    original = Rule.send_to_targets
+
+    def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
+        if not self.event_pattern.matches_event(original_event):
+            return
+        ours = [t for t in self.targets if ":states:" in t["Arn"]]
+        others = [t for t in self.targets if ":states:" not in t["Arn"]]
+        if others:
+            rest = copy.copy(self)
+            rest.targets = others
+            original(rest, original_event, transform_input)
+        for target in ours:
+            router.deliver(f"rule:{self.name}", target, dict(original_event))
+
+    stack.enter_context(mock.patch.object(Rule, "send_to_targets", send_to_targets))
+
+
+def botocore_calls_unobserved(stack: ExitStack, on_call: CallHook) -> None:
+    """moto gives no hook per API call; observe each one (count, settle EC2 time, answer injected faults)."""
+    from botocore.awsrequest import AWSResponse
+    from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
+
+    original = BotocoreStubber.__call__
+
+    def call(self: Any, event_name: str, request: Any, **kwargs: Any) -> Any:
+        if not self.enabled:
+            return None
+        parts = event_name.split(".")
+        if len(parts) >= 3:
+            error = on_call(parts[1], parts[2])
+            if error is not None:
+                return AWSResponse(request.url, error.status, error.headers, MockRawResponse(error.body))
+        return original(self, event_name, request, **kwargs)
+
+    stack.enter_context(mock.patch.object(BotocoreStubber, "__call__", call))
+
+
+def sfn_threads_carry_no_execution(stack: ExitStack) -> None:
+    """Calls made for an execution carry no trace of it; tag the interpreter's threads with their execution."""
+    from moto.stepfunctions.parser.asl.component.eval_component import EvalComponent
+
+    original = EvalComponent.eval
+
+    def eval_with_execution(self: Any, env: Any) -> None:
+        try:
+            execution = env.states.context_object.context_object_data["Execution"]["Id"]
+        except (AttributeError, KeyError, TypeError):
+            execution = None
+        if execution is not None:
+            counters.set_current_execution(execution)
+        original(self, env)
+
+    stack.enter_context(mock.patch.object(EvalComponent, "eval", eval_with_execution))
