@@ -84,7 +84,8 @@ class EventRouter:
                 if schedule.state != "ENABLED":
                     continue
                 key = schedule.arn
-                due = self._due(key, schedule.schedule_expression, now)
+                created = datetime.fromtimestamp(float(schedule.creation_date), UTC)
+                due = self._due(key, schedule.schedule_expression, now, created)
                 if due is None:
                     continue
                 event = {"schedule": schedule.arn, "time": now.isoformat()}
@@ -97,7 +98,7 @@ class EventRouter:
                         group.delete_schedule(schedule.name)
         return started
 
-    def _due(self, key: str, expression: str, now: datetime) -> datetime | None:
+    def _due(self, key: str, expression: str, now: datetime, created: datetime) -> datetime | None:
         at = _AT.match(expression)
         if at:
             when = datetime.fromisoformat(at.group(1)).replace(tzinfo=UTC)
@@ -107,10 +108,11 @@ class EventRouter:
         rate = _RATE.match(expression)
         if rate:
             period = timedelta(seconds=int(rate.group(1)) * _UNIT_SECONDS[rate.group(2).rstrip("s")])
-            next_run = self._next_rate_run.setdefault(key, now + period)
+            next_run = self._next_rate_run.setdefault(key, created + period)
             if next_run > now:
                 return None
-            self._next_rate_run[key] = now + period
+            while self._next_rate_run[key] <= now:  # one run per due time, however far the clock jumped
+                self._next_rate_run[key] += period
             return next_run
         return None
 

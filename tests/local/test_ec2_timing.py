@@ -1,0 +1,105 @@
+"""EC2 on ec2ops.local takes time as on AWS, so the app's wait loops really loop."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import ClientError
+
+from ec2ops.local import LocalCloud
+
+
+def test_stop_passes_through_stopping_and_the_wait_loop_polls_more_than_once(cloud: LocalCloud) -> None:
+    # Given a running instance
+    iid = cloud.launch_instance("t3.large")
+    # When the probe state machine stops it and polls every 10 s until it is stopped
+    result = cloud.run("probe-stop", {"instance_id": iid})
+    # Then the instance went through `stopping`, and the loop polled while it was
+    assert result.status == "SUCCEEDED"
+    assert cloud.instance_history(iid)[-2:] == ["stopping", "stopped"]
+    assert result.counts.states_entered["WaitForStop"] >= 3
+    assert result.counts.api_calls["ec2:DescribeInstances"] == result.counts.states_entered["WaitForStop"]
+    assert cloud.instance(iid)["State"]["Name"] == "stopped"
+
+
+def test_stopping_lasts_until_the_clock_passes_its_due_time(cloud: LocalCloud) -> None:
+    iid = cloud.launch_instance("t3.large")
+    cloud.ec2.stop_instances(InstanceIds=[iid])
+    assert cloud.instance(iid)["State"]["Name"] == "stopping"
+    cloud.clock.advance(seconds=29)
+    assert cloud.instance(iid)["State"]["Name"] == "stopping"
+    cloud.clock.advance(seconds=31)
+    assert cloud.instance(iid)["State"]["Name"] == "stopped"
+
+
+def test_start_leaves_the_instance_pending_until_it_runs(cloud: LocalCloud) -> None:
+    iid = cloud.launch_instance("t3.large")
+    cloud.ec2.stop_instances(InstanceIds=[iid])
+    cloud.clock.advance(minutes=2)
+    cloud.ec2.start_instances(InstanceIds=[iid])
+    assert cloud.instance(iid)["State"]["Name"] == "pending"
+    cloud.clock.advance(seconds=30)
+    assert cloud.instance(iid)["State"]["Name"] == "running"
+
+
+def test_a_new_launch_is_pending_until_the_launch_time_has_passed(cloud: LocalCloud) -> None:
+    iid = cloud.launch_instance("t3.large", running=False)
+    assert cloud.instance(iid)["State"]["Name"] == "pending"
+    cloud.clock.advance(seconds=31)
+    assert cloud.instance(iid)["State"]["Name"] == "running"
+
+
+def test_type_change_of_a_running_or_stopping_instance_is_refused_as_on_ec2(cloud: LocalCloud) -> None:
+    iid = cloud.launch_instance("t3.large")
+    with pytest.raises(ClientError) as running:
+        cloud.ec2.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": "c7i.large"})
+    cloud.ec2.stop_instances(InstanceIds=[iid])
+    with pytest.raises(ClientError) as stopping:
+        cloud.ec2.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": "c7i.large"})
+    assert running.value.response["Error"]["Code"] == "IncorrectInstanceState"
+    assert "not in the 'stopped' state" in stopping.value.response["Error"]["Message"]
+    cloud.clock.advance(minutes=2)
+    cloud.ec2.modify_instance_attribute(InstanceId=iid, InstanceType={"Value": "c7i.large"})
+    assert cloud.instance(iid)["InstanceType"] == "c7i.large"
+
+
+def test_stop_of_a_pending_instance_is_refused(cloud: LocalCloud) -> None:
+    iid = cloud.launch_instance("t3.large", running=False)
+    with pytest.raises(ClientError) as error:
+        cloud.ec2.stop_instances(InstanceIds=[iid])
+    assert error.value.response["Error"]["Code"] == "IncorrectInstanceState"
+
+
+def test_a_start_without_capacity_falls_back_to_stopped_with_the_reason(cloud: LocalCloud) -> None:
+    iid = cloud.launch_instance("t3.large")
+    cloud.ec2.stop_instances(InstanceIds=[iid])
+    cloud.clock.advance(minutes=2)
+    cloud.fall_back_on_next_start(instance_id=iid)
+    cloud.ec2.start_instances(InstanceIds=[iid])  # "succeeds", as on EC2
+    cloud.clock.advance(minutes=1)
+    instance = cloud.instance(iid)
+    assert instance["State"]["Name"] == "stopped"
+    assert instance["StateReason"]["Code"] == "Server.InsufficientInstanceCapacity"
+    assert cloud.instance_history(iid)[-2:] == ["pending", "stopped"]
+
+
+def test_snapshots_are_pending_until_done_and_an_injected_failure_ends_in_error(cloud: LocalCloud) -> None:
+    iid = cloud.launch_instance("t3.large", extra_volumes_gib=(20,))
+    cloud.fail_next_snapshots(times=1, message="Snapshot failed: volume I/O error")
+    snapshots = cloud.ec2.create_snapshots(InstanceSpecification={"InstanceId": iid})["Snapshots"]
+    ids = [snapshot["SnapshotId"] for snapshot in snapshots]
+    described = cloud.ec2.describe_snapshots(SnapshotIds=ids)["Snapshots"]
+    assert {snapshot["State"] for snapshot in described} == {"pending"}
+    cloud.clock.advance(minutes=5)
+    states = {s["SnapshotId"]: s for s in cloud.ec2.describe_snapshots(SnapshotIds=ids)["Snapshots"]}
+    assert states[ids[0]]["State"] == "error"
+    assert states[ids[0]]["StateMessage"] == "Snapshot failed: volume I/O error"
+    assert states[ids[1]]["State"] == "completed"
+    assert states[ids[1]]["Progress"] == "100%"
+
+
+def test_moto_stamps_times_from_the_emulator_clock(cloud: LocalCloud) -> None:
+    cloud.clock.advance(days=40)
+    iid = cloud.launch_instance("t3.large")
+    snapshot = cloud.ec2.create_snapshots(InstanceSpecification={"InstanceId": iid})["Snapshots"][0]
+    started = cloud.ec2.describe_snapshots(SnapshotIds=[snapshot["SnapshotId"]])["Snapshots"][0]["StartTime"]
+    assert abs((started - cloud.clock.now()).total_seconds()) < 5
