@@ -31,6 +31,7 @@ from ec2ops.local.ec2_timing import Durations, Ec2Timing
 from ec2ops.local.events import EventRouter
 from ec2ops.local.faults import ErrorResponse, FaultInjector
 from ec2ops.local.lambda_runtime import LambdaRuntime
+from ec2ops.local.market import SpotMarket
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MOTO_CONFIG: Any = {
@@ -101,6 +102,7 @@ class LocalCloud:
         self._lambda_log_level = lambda_log_level
         self._verify_asset = verify_asset
         self.router = EventRouter(self._start_execution)
+        self.market = SpotMarket({}, seed=seed)
         self.deployments: dict[str, Deployment] = {}
         self._executions: dict[str, str] = {}  # arn -> state machine name
         self._stack = ExitStack()
@@ -134,6 +136,7 @@ class LocalCloud:
         moto_gaps.event_targets_not_delivered(stack, self.router)
         moto_gaps.botocore_calls_unobserved(stack, self._on_call)
         moto_gaps.sfn_threads_carry_no_execution(stack)
+        moto_gaps.spot_market_is_constant(stack, self.market, self.clock, self.region)
         self._patch_lambda_clock(stack)
         self.clock.on_advance(self._on_clock_advance)
         self._deploy()
@@ -148,7 +151,9 @@ class LocalCloud:
         stack.enter_context(mock.patch.object(lambda_clock, "sleep", self.clock.sleep))
 
     def _deploy(self) -> None:
-        azs = [zone["ZoneName"] for zone in self.ec2.describe_availability_zones()["AvailabilityZones"]]
+        zones = self.ec2.describe_availability_zones()["AvailabilityZones"]
+        self.market.zone_ids.update({zone["ZoneName"]: zone["ZoneId"] for zone in zones})
+        azs = [zone["ZoneName"] for zone in zones]
         deployer = AssemblyDeployer(self.client, self.region, azs)
         for stack_name, template, _path in read_assembly(self.cdk_out):
             if self._verify_asset:

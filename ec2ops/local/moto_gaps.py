@@ -20,6 +20,7 @@ from ec2ops.local.clock import EmulatorClock
 from ec2ops.local.ec2_timing import Ec2Timing
 from ec2ops.local.events import EventRouter
 from ec2ops.local.faults import ErrorResponse
+from ec2ops.local.market import SpotMarket
 
 CallHook = Callable[[str, str], ErrorResponse | None]  # (service id, operation) -> an error to answer with
 
@@ -227,3 +228,29 @@ def sfn_threads_carry_no_execution(stack: ExitStack) -> None:
         original(self, env)
 
     stack.enter_context(mock.patch.object(EvalComponent, "eval", eval_with_execution))
+
+
+def spot_market_is_constant(stack: ExitStack, market: SpotMarket, clock: EmulatorClock, region: str) -> None:
+    """moto prices every spot pool at 0.00001 USD (dated 2006) and has no GetSpotPlacementScores."""
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses.spot_instances import SpotInstances
+
+    def describe_spot_price_history(self: Any) -> Any:
+        filters = self._filters_from_querystring()
+        types = self._get_param("InstanceTypes", []) or filters.get("instance-type", [])
+        zones = ([self._get_param("AvailabilityZone")] if self._get_param("AvailabilityZone") else
+                 filters.get("availability-zone", []) or sorted(market.zone_ids))
+        return ActionResult({"SpotPriceHistory": market.price_history(types, zones, clock.now())})
+
+    def get_spot_placement_scores(self: Any) -> Any:
+        types = self._get_param("InstanceTypes", [])
+        scores = market.placement_scores(types, sorted(market.zone_ids), clock.now(), region)
+        if not self._get_param("SingleAvailabilityZone"):
+            best = max((score["Score"] for score in scores), default=1)
+            scores = [{"Region": region, "Score": best}]
+        return ActionResult({"SpotPlacementScores": scores})
+
+    stack.enter_context(mock.patch.object(SpotInstances, "describe_spot_price_history", describe_spot_price_history))
+    stack.enter_context(mock.patch.object(
+        SpotInstances, "get_spot_placement_scores", get_spot_placement_scores, create=True
+    ))
