@@ -32,6 +32,7 @@ from ec2ops.local.events import EventRouter
 from ec2ops.local.faults import ErrorResponse, FaultInjector
 from ec2ops.local.lambda_runtime import LambdaRuntime
 from ec2ops.local.market import SpotMarket
+from ec2ops.local.server import LoopbackServer
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MOTO_CONFIG: Any = {
@@ -108,6 +109,7 @@ class LocalCloud:
         self._stack = ExitStack()
         self._clients: dict[str, Any] = {}
         self._notification_queue: str | None = None
+        self._server: LoopbackServer | None = None
 
     # --- lifecycle --------------------------------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
@@ -160,6 +162,13 @@ class LocalCloud:
                 check_lambda_asset_is_current(self.cdk_out, template, self.lambda_source)
             self.deployments[stack_name] = deployer.deploy(stack_name, template)
         self._subscribe_to_notifications()
+
+    def serve(self, port: int = 0) -> str:
+        """Serve this emulator on 127.0.0.1 for other processes; returns the endpoint URL."""
+        if self._server is None:
+            self._server = LoopbackServer(self._on_call, port)
+            self._stack.callback(self._server.stop)
+        return self._server.endpoint_url
 
     # --- hooks ---------------------------------------------------------------------------------------------
     def _on_call(self, service: str, operation: str) -> ErrorResponse | None:
