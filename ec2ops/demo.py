@@ -26,8 +26,10 @@ def describe_run(result: ExecutionResult) -> None:
         f"{name.removeprefix('ec2ops-snapshot-')} x{n}" for name, n in counts.lambda_invocations.items()
     )
     say(f"   execution {result.name}: {result.status}")
-    say(f"   {counts.state_transitions} state transitions, {polls} polls while EBS worked, "
-        f"{sum(counts.lambda_invocations.values())} Lambda invocations ({invocations})")
+    say(
+        f"   {counts.state_transitions} state transitions, {polls} polls while EBS worked, "
+        f"{sum(counts.lambda_invocations.values())} Lambda invocations ({invocations})"
+    )
     say(f"   AWS calls: {', '.join(f'{k} x{v}' for k, v in sorted(counts.api_calls.items()))}")
     if result.status != "SUCCEEDED":
         say(f"   error: {result.error}")
@@ -35,12 +37,15 @@ def describe_run(result: ExecutionResult) -> None:
 
 
 def list_snapshots(cloud: LocalCloud, instance_id: str) -> None:
-    snapshots = cloud.ec2.describe_snapshots(OwnerIds=["self"], Filters=[
-        {"Name": "tag:ec2ops:instance-id", "Values": [instance_id]}])["Snapshots"]
+    snapshots = cloud.ec2.describe_snapshots(
+        OwnerIds=["self"], Filters=[{"Name": "tag:ec2ops:instance-id", "Values": [instance_id]}]
+    )["Snapshots"]
     for snapshot in sorted(snapshots, key=lambda s: s["StartTime"]):
         tags = {t["Key"]: t["Value"] for t in snapshot.get("Tags", [])}
-        say(f"   {snapshot['SnapshotId']}  {snapshot['VolumeSize']:>4} GiB  {snapshot['State']:<9} "
-            f"set {tags.get('ec2ops:change-id')}  taken {snapshot['StartTime']:%Y-%m-%d %H:%M}")
+        say(
+            f"   {snapshot['SnapshotId']}  {snapshot['VolumeSize']:>4} GiB  {snapshot['State']:<9} "
+            f"set {tags.get('ec2ops:change-id')}  taken {snapshot['StartTime']:%Y-%m-%d %H:%M}"
+        )
 
 
 def show_ledger(items: Iterable[dict[str, Any]]) -> None:
@@ -54,21 +59,29 @@ def main() -> int:
         heading("Deployed the synthesized app (cdk.out) into ec2ops.local")
         for name, deployment in cloud.deployments.items():
             created = len(deployment.physical) - len(deployment.skipped)
-            say(f"   stack {name}: {created} resources created, "
-                f"{len(deployment.skipped)} recorded only ({', '.join(sorted(set(deployment.skipped.values())))})")
+            say(
+                f"   stack {name}: {created} resources created, "
+                f"{len(deployment.skipped)} recorded only ({', '.join(sorted(set(deployment.skipped.values())))})"
+            )
             say(f"   state machines: {', '.join(sorted(deployment.state_machines))}")
             say(f"   Lambda functions (run in-process): {', '.join(sorted(deployment.functions))}")
         say(f"   ledger table {cloud.ledger_table}, topic {cloud.topic_arn.split(':')[-1]}")
 
         heading("A managed t3.2xlarge with a 100 GiB data volume")
         iid = cloud.launch_instance("t3.2xlarge", extra_volumes_gib=(100,), tags={"Name": "build-box"})
-        say(f"   {iid} running in {cloud.instance(iid)['Placement']['AvailabilityZone']}, "
-            f"tagged ec2ops:managed=true")
+        say(f"   {iid} running in {cloud.instance(iid)['Placement']['AvailabilityZone']}, tagged ec2ops:managed=true")
 
         heading("Snapshot it on three days, keeping the newest 2 sets")
         for day in range(3):
-            result = cloud.run("snapshot", {"instance_id": iid, "reason": f"nightly backup, day {day + 1}",
-                                            "retain": {"count": 2, "days": None}}, name=f"nightly-day-{day + 1}")
+            result = cloud.run(
+                "snapshot",
+                {
+                    "instance_id": iid,
+                    "reason": f"nightly backup, day {day + 1}",
+                    "retain": {"count": 2, "days": None},
+                },
+                name=f"nightly-day-{day + 1}",
+            )
             describe_run(result)
             if result.output:
                 say(f"   -> {result.output['message']}")
@@ -92,8 +105,10 @@ def main() -> int:
         for note in cloud.notifications():
             say(f"   [{note['subject']}] {note['message'].splitlines()[0]}")
         say()
-        say(f"Emulator clock: {cloud.clock.now():%Y-%m-%d %H:%M} UTC; "
-            f"AWS calls in all: {sum(cloud.counter.total.values())}")
+        say(
+            f"Emulator clock: {cloud.clock.now():%Y-%m-%d %H:%M} UTC; "
+            f"AWS calls in all: {sum(cloud.counter.total.values())}"
+        )
     return 0
 
 

@@ -23,7 +23,9 @@ def main(shared: Path, out: Path) -> None:
             if row["Region"] != REGION:
                 continue
             pools.setdefault(row["InstanceType"], {})[row["AZ"]] = {
-                "spot_price": float(row["SpotPrice"]), "sps": float(row["SPS"]), "interruption_grade": float(row["IF"]),
+                "spot_price": float(row["SpotPrice"]),
+                "sps": float(row["SPS"]),
+                "interruption_grade": float(row["IF"]),
             }
     for bucket in sorted((spot / "placement-score-buckets").glob(f"{REGION}_sps_*.csv")):
         with bucket.open() as handle:
@@ -36,9 +38,11 @@ def main(shared: Path, out: Path) -> None:
     linux = advisor["spot_advisor"][REGION]["Linux"]
     data = {
         "region": REGION,
-        "sources": ["SpotLake pools 2022-07-12 (ddps-lab/spot-checker, Apache-2.0)",
-                    "spot-checker placement score buckets (Apache-2.0)",
-                    "AWS Spot Instance Advisor feed 2025-06 via alexei-led/spotinfo (Apache-2.0)"],
+        "sources": [
+            "SpotLake pools 2022-07-12 (ddps-lab/spot-checker, Apache-2.0)",
+            "spot-checker placement score buckets (Apache-2.0)",
+            "AWS Spot Instance Advisor feed 2025-06 via alexei-led/spotinfo (Apache-2.0)",
+        ],
         "interruption_bands": [r["label"] for r in advisor["ranges"]],
         "pools": pools,
         "advisor": {t: {"savings_pct": v["s"], "interruption_band": v["r"]} for t, v in sorted(linux.items())},
@@ -49,4 +53,7 @@ def main(shared: Path, out: Path) -> None:
 
 if __name__ == "__main__":
     root = Path(__file__).resolve().parents[1]
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else root.parent / "shared", root / "ec2ops/local/data/spot_market_us-east-1.json")
+    main(
+        Path(sys.argv[1]) if len(sys.argv) > 1 else root.parent / "shared",
+        root / "ec2ops/local/data/spot_market_us-east-1.json",
+    )

@@ -50,7 +50,8 @@ class Deployment:
 
     def resources_of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
         return {
-            logical: resource for logical, resource in self.template.get("Resources", {}).items()
+            logical: resource
+            for logical, resource in self.template.get("Resources", {}).items()
             if resource.get("Type") == resource_type
         }
 
@@ -119,7 +120,7 @@ class Resolver:
             "AWS::URLSuffix": "amazonaws.com",
             "AWS::StackName": self.deployment.stack_name,
             "AWS::StackId": f"arn:aws:cloudformation:{self.region}:{ACCOUNT_ID}:stack/"
-                            f"{self.deployment.stack_name}/local",
+            f"{self.deployment.stack_name}/local",
             "AWS::NoValue": _NO_VALUE,
         }[name]
 
@@ -143,14 +144,14 @@ class Resolver:
             self.conditions[name] = bool(self.resolve(self.deployment.template["Conditions"][name]))
         return self.conditions[name]
 
-    def resolve(self, value: Any) -> Any:  # noqa: PLR0911 - one branch per intrinsic
+    def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
             items = [self.resolve(item) for item in value]
             return [item for item in items if item is not _NO_VALUE]
         if not isinstance(value, dict):
             return value
         if len(value) == 1:
-            (key, arg), = value.items()
+            ((key, arg),) = value.items()
             if key == "Ref":
                 return self.ref(arg)
             if key == "Fn::GetAtt":
@@ -309,9 +310,7 @@ class AssemblyDeployer:
         return self._deployment.stack_name
 
     def _arn(self, service: str, resource: str, *, region: bool = True, account: bool = True) -> str:
-        return (
-            f"arn:aws:{service}:{self.region if region else ''}:{ACCOUNT_ID if account else ''}:{resource}"
-        )
+        return f"arn:aws:{service}:{self.region if region else ''}:{ACCOUNT_ID if account else ''}:{resource}"
 
     # --- network ------------------------------------------------------------------------------------------
     def vpc(self, logical: str, props: dict[str, Any]) -> None:
@@ -324,30 +323,37 @@ class AssemblyDeployer:
         self._tag(vpc_id, props)
         self._deployment.vpc_id = self._deployment.vpc_id or vpc_id
         groups = ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc_id]}])["SecurityGroups"]
-        self._record(logical, vpc_id, CidrBlock=props["CidrBlock"], VpcId=vpc_id,
-                     DefaultSecurityGroup=groups[0]["GroupId"] if groups else None)
+        self._record(
+            logical,
+            vpc_id,
+            CidrBlock=props["CidrBlock"],
+            VpcId=vpc_id,
+            DefaultSecurityGroup=groups[0]["GroupId"] if groups else None,
+        )
 
     def subnet(self, logical: str, props: dict[str, Any]) -> None:
         subnet = self.client("ec2").create_subnet(
-            VpcId=props["VpcId"], CidrBlock=props["CidrBlock"], AvailabilityZone=props["AvailabilityZone"],
+            VpcId=props["VpcId"],
+            CidrBlock=props["CidrBlock"],
+            AvailabilityZone=props["AvailabilityZone"],
         )["Subnet"]
         if props.get("MapPublicIpOnLaunch"):
-            self.client("ec2").modify_subnet_attribute(
-                SubnetId=subnet["SubnetId"], MapPublicIpOnLaunch={"Value": True}
-            )
+            self.client("ec2").modify_subnet_attribute(SubnetId=subnet["SubnetId"], MapPublicIpOnLaunch={"Value": True})
         self._tag(subnet["SubnetId"], props)
         self._deployment.subnets[subnet["SubnetId"]] = props["AvailabilityZone"]
-        self._record(logical, subnet["SubnetId"], SubnetId=subnet["SubnetId"],
-                     AvailabilityZone=props["AvailabilityZone"])
+        self._record(
+            logical,
+            subnet["SubnetId"],
+            SubnetId=subnet["SubnetId"],
+            AvailabilityZone=props["AvailabilityZone"],
+        )
 
     def internet_gateway(self, logical: str, props: dict[str, Any]) -> None:
         gateway = self.client("ec2").create_internet_gateway()["InternetGateway"]["InternetGatewayId"]
         self._record(logical, gateway, InternetGatewayId=gateway)
 
     def gateway_attachment(self, logical: str, props: dict[str, Any]) -> None:
-        self.client("ec2").attach_internet_gateway(
-            InternetGatewayId=props["InternetGatewayId"], VpcId=props["VpcId"]
-        )
+        self.client("ec2").attach_internet_gateway(InternetGatewayId=props["InternetGatewayId"], VpcId=props["VpcId"])
         self._record(logical, f"{props['InternetGatewayId']}|{props['VpcId']}")
 
     def route_table(self, logical: str, props: dict[str, Any]) -> None:
@@ -367,7 +373,8 @@ class AssemblyDeployer:
 
     def vpc_endpoint(self, logical: str, props: dict[str, Any]) -> None:
         endpoint = self.client("ec2").create_vpc_endpoint(
-            VpcId=props["VpcId"], ServiceName=props["ServiceName"],
+            VpcId=props["VpcId"],
+            ServiceName=props["ServiceName"],
             VpcEndpointType=props.get("VpcEndpointType", "Gateway"),
             RouteTableIds=props.get("RouteTableIds", []),
         )["VpcEndpoint"]["VpcEndpointId"]
@@ -377,13 +384,15 @@ class AssemblyDeployer:
         ec2 = self.client("ec2")
         name = props.get("GroupName") or physical_name(self.stack, logical, max_length=255)
         group = ec2.create_security_group(
-            GroupName=name, Description=props.get("GroupDescription", name), VpcId=props.get("VpcId"),
+            GroupName=name,
+            Description=props.get("GroupDescription", name),
+            VpcId=props.get("VpcId"),
         )["GroupId"]
         if "SecurityGroupEgress" in props:
             # CloudFormation replaces the default allow-all egress with the template's rules.
-            ec2.revoke_security_group_egress(GroupId=group, IpPermissions=[
-                {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}
-            ])
+            ec2.revoke_security_group_egress(
+                GroupId=group, IpPermissions=[{"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}]
+            )
         for rule in props.get("SecurityGroupEgress", []):
             permission: dict[str, Any] = {"IpProtocol": str(rule["IpProtocol"])}
             if "FromPort" in rule:
@@ -397,7 +406,8 @@ class AssemblyDeployer:
 
     def flow_log(self, logical: str, props: dict[str, Any]) -> None:
         kwargs: dict[str, Any] = {
-            "ResourceIds": [props["ResourceId"]], "ResourceType": props["ResourceType"],
+            "ResourceIds": [props["ResourceId"]],
+            "ResourceType": props["ResourceType"],
             "TrafficType": props.get("TrafficType", "ALL"),
             "LogDestinationType": props.get("LogDestinationType", "cloud-watch-logs"),
         }
@@ -425,12 +435,16 @@ class AssemblyDeployer:
         if props.get("VersioningConfiguration", {}).get("Status") == "Enabled":
             s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
         if props.get("Tags"):
-            s3.put_bucket_tagging(Bucket=name, Tagging={"TagSet": [
-                {"Key": t["Key"], "Value": str(t["Value"])} for t in props["Tags"]
-            ]})
+            s3.put_bucket_tagging(
+                Bucket=name,
+                Tagging={"TagSet": [{"Key": t["Key"], "Value": str(t["Value"])} for t in props["Tags"]]},
+            )
         self._deployment.buckets[logical] = name
         self._record(
-            logical, name, Arn=f"arn:aws:s3:::{name}", DomainName=f"{name}.s3.amazonaws.com",
+            logical,
+            name,
+            Arn=f"arn:aws:s3:::{name}",
+            DomainName=f"{name}.s3.amazonaws.com",
             RegionalDomainName=f"{name}.s3.{self.region}.amazonaws.com",
         )
 
@@ -438,7 +452,8 @@ class AssemblyDeployer:
         dynamodb = self.client("dynamodb")
         name = props.get("TableName") or physical_name(self.stack, logical, max_length=255)
         kwargs: dict[str, Any] = {
-            "TableName": name, "KeySchema": props["KeySchema"],
+            "TableName": name,
+            "KeySchema": props["KeySchema"],
             "AttributeDefinitions": props["AttributeDefinitions"],
             "BillingMode": props.get("BillingMode", "PROVISIONED"),
         }
@@ -452,13 +467,20 @@ class AssemblyDeployer:
         description = dynamodb.create_table(**kwargs)["TableDescription"]
         ttl = props.get("TimeToLiveSpecification")
         if ttl and ttl.get("Enabled"):
-            dynamodb.update_time_to_live(TableName=name, TimeToLiveSpecification={
-                "Enabled": True, "AttributeName": ttl["AttributeName"],
-            })
+            dynamodb.update_time_to_live(
+                TableName=name,
+                TimeToLiveSpecification={
+                    "Enabled": True,
+                    "AttributeName": ttl["AttributeName"],
+                },
+            )
         if props.get("PointInTimeRecoverySpecification", {}).get("PointInTimeRecoveryEnabled"):
-            dynamodb.update_continuous_backups(TableName=name, PointInTimeRecoverySpecification={
-                "PointInTimeRecoveryEnabled": True,
-            })
+            dynamodb.update_continuous_backups(
+                TableName=name,
+                PointInTimeRecoverySpecification={
+                    "PointInTimeRecoveryEnabled": True,
+                },
+            )
         self._deployment.tables[logical] = name
         self._record(logical, name, Arn=description["TableArn"], StreamArn=description.get("LatestStreamArn"))
 
@@ -481,12 +503,15 @@ class AssemblyDeployer:
         iam = self.client("iam")
         name = props.get("RoleName") or physical_name(self.stack, logical)
         role = iam.create_role(
-            RoleName=name, AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]),
+            RoleName=name,
+            AssumeRolePolicyDocument=json.dumps(props["AssumeRolePolicyDocument"]),
             Path=props.get("Path", "/"),
         )["Role"]
         for policy in props.get("Policies", []):
             iam.put_role_policy(
-                RoleName=name, PolicyName=policy["PolicyName"], PolicyDocument=json.dumps(policy["PolicyDocument"])
+                RoleName=name,
+                PolicyName=policy["PolicyName"],
+                PolicyDocument=json.dumps(policy["PolicyDocument"]),
             )
         self._record(logical, name, Arn=role["Arn"], RoleId=role["RoleId"])
 
@@ -494,7 +519,9 @@ class AssemblyDeployer:
         iam = self.client("iam")
         for role in props.get("Roles", []):
             iam.put_role_policy(
-                RoleName=role, PolicyName=props["PolicyName"], PolicyDocument=json.dumps(props["PolicyDocument"])
+                RoleName=role,
+                PolicyName=props["PolicyName"],
+                PolicyDocument=json.dumps(props["PolicyDocument"]),
             )
         self._record(logical, props["PolicyName"])
 
@@ -510,11 +537,16 @@ class AssemblyDeployer:
     def function(self, logical: str, props: dict[str, Any]) -> None:
         name = props.get("FunctionName") or physical_name(self.stack, logical)
         response = self.client("lambda").create_function(
-            FunctionName=name, Runtime=props.get("Runtime", "python3.13"), Role=props["Role"],
-            Handler=props["Handler"], Code={"ZipFile": placeholder_zip()},
-            Timeout=int(props.get("Timeout", 3)), MemorySize=int(props.get("MemorySize", 128)),
-            Environment={"Variables": {k: str(v) for k, v in
-                                       props.get("Environment", {}).get("Variables", {}).items()}},
+            FunctionName=name,
+            Runtime=props.get("Runtime", "python3.13"),
+            Role=props["Role"],
+            Handler=props["Handler"],
+            Code={"ZipFile": placeholder_zip()},
+            Timeout=int(props.get("Timeout", 3)),
+            MemorySize=int(props.get("MemorySize", 128)),
+            Environment={
+                "Variables": {k: str(v) for k, v in props.get("Environment", {}).get("Variables", {}).items()}
+            },
         )
         self._deployment.functions[name] = response["FunctionArn"]
         role_ref = self._deployment.template["Resources"][logical]["Properties"]["Role"]
@@ -527,10 +559,14 @@ class AssemblyDeployer:
         definition = props.get("DefinitionString")
         if definition is None and "Definition" in props:
             definition = json.dumps(props["Definition"])
+        if definition is None:
+            raise AssemblyError(f"state machine {logical} has no definition")
         for key, value in props.get("DefinitionSubstitutions", {}).items():
             definition = definition.replace("${" + key + "}", str(value))
         arn = self.client("stepfunctions").create_state_machine(
-            name=name, definition=definition, roleArn=props["RoleArn"],
+            name=name,
+            definition=definition,
+            roleArn=props["RoleArn"],
             type=props.get("StateMachineType", "STANDARD"),
         )["stateMachineArn"]
         self._deployment.state_machines[name] = arn
@@ -550,8 +586,11 @@ class AssemblyDeployer:
         arn = events.put_rule(**kwargs)["RuleArn"]
         targets = []
         for target in props.get("Targets", []):
-            entry = {k: v for k, v in target.items()
-                     if k in ("Id", "Arn", "RoleArn", "Input", "InputPath", "InputTransformer")}
+            entry = {
+                k: v
+                for k, v in target.items()
+                if k in ("Id", "Arn", "RoleArn", "Input", "InputPath", "InputTransformer")
+            }
             transformer = entry.get("InputTransformer")
             if transformer and not isinstance(transformer.get("InputTemplate", ""), str):
                 transformer["InputTemplate"] = json.dumps(transformer["InputTemplate"])
@@ -568,8 +607,19 @@ class AssemblyDeployer:
 
     def alarm(self, logical: str, props: dict[str, Any]) -> None:
         name = props.get("AlarmName") or physical_name(self.stack, logical, max_length=255)
-        keys = ("MetricName", "Namespace", "Statistic", "Period", "EvaluationPeriods", "Threshold",
-                "ComparisonOperator", "AlarmActions", "Dimensions", "TreatMissingData", "DatapointsToAlarm")
+        keys = (
+            "MetricName",
+            "Namespace",
+            "Statistic",
+            "Period",
+            "EvaluationPeriods",
+            "Threshold",
+            "ComparisonOperator",
+            "AlarmActions",
+            "Dimensions",
+            "TreatMissingData",
+            "DatapointsToAlarm",
+        )
         kwargs = {key: props[key] for key in keys if key in props}
         for key in ("Period", "EvaluationPeriods", "DatapointsToAlarm"):
             if key in kwargs:
@@ -585,8 +635,9 @@ class AssemblyDeployer:
 
     def ssm_parameter(self, logical: str, props: dict[str, Any]) -> None:
         name = props.get("Name") or f"/{self.stack}/{logical}"
-        self.client("ssm").put_parameter(Name=name, Value=str(props["Value"]), Type=props.get("Type", "String"),
-                                         Overwrite=True)
+        self.client("ssm").put_parameter(
+            Name=name, Value=str(props["Value"]), Type=props.get("Type", "String"), Overwrite=True
+        )
         self._record(logical, name, Type=props.get("Type", "String"), Value=props["Value"])
 
 

@@ -40,9 +40,7 @@ class EmulatorClock:
         """Call `listener(now)` after every move of the clock (EC2 transitions, due schedules)."""
         self._listeners.append(listener)
 
-    def advance(
-        self, *, seconds: float = 0, minutes: float = 0, hours: float = 0, days: float = 0
-    ) -> datetime:
+    def advance(self, *, seconds: float = 0, minutes: float = 0, hours: float = 0, days: float = 0) -> datetime:
         """Move time forward, then let the world catch up (transitions settle, schedules fire)."""
         delta = timedelta(seconds=seconds, minutes=minutes, hours=hours, days=days)
         if delta < timedelta(0):

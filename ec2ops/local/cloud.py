@@ -1,8 +1,8 @@
 """LocalCloud: the synthesized ec2ops app running on moto, in-process. The one entry point of ec2ops.local.
 
-    with LocalCloud() as cloud:
-        iid = cloud.launch_instance("t3.2xlarge", managed=True)
-        result = cloud.run("snapshot", {"instance_id": iid, "reason": "before upgrade"})
+with LocalCloud() as cloud:
+    iid = cloud.launch_instance("t3.2xlarge", managed=True)
+    result = cloud.run("snapshot", {"instance_id": iid, "reason": "before upgrade"})
 """
 
 from __future__ import annotations
@@ -98,7 +98,9 @@ class LocalCloud:
         self.counter = CallCounter()
         self.lambda_source = Path(lambda_source)
         self.runtime = LambdaRuntime(
-            self.lambda_source, region=region, counter=self.counter,
+            self.lambda_source,
+            region=region,
+            counter=self.counter,
         )
         self._lambda_log_level = lambda_log_level
         self._verify_asset = verify_asset
@@ -146,7 +148,7 @@ class LocalCloud:
     def _patch_lambda_clock(self, stack: ExitStack) -> None:
         """The Lambda code reads time only through ec2ops_lambda.clock: point it at the emulator clock."""
         try:
-            from ec2ops_lambda import clock as lambda_clock  # type: ignore[import-not-found,unused-ignore]
+            from ec2ops_lambda import clock as lambda_clock  # type: ignore[attr-defined,import-not-found,unused-ignore]
         except ImportError:
             return
         stack.enter_context(mock.patch.object(lambda_clock, "utcnow", self.clock.now))
@@ -190,16 +192,18 @@ class LocalCloud:
         environment = dict(function.environment_vars or {})
         environment["POWERTOOLS_LOG_LEVEL"] = self._lambda_log_level
         return self.runtime.invoke(
-            function_name=function.function_name, function_arn=function.function_arn,
-            handler=function.handler, environment=environment, memory_mb=int(function.memory_size),
-            timeout_s=int(function.timeout), payload=payload,
+            function_name=function.function_name,
+            function_arn=function.function_arn,
+            handler=function.handler,
+            environment=environment,
+            memory_mb=int(function.memory_size),
+            timeout_s=int(function.timeout),
+            payload=payload,
         )
 
     def _start_execution(self, state_machine_arn: str, name: str, payload: str) -> str:
-        arn: str = self.sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=payload)[
-            "executionArn"
-        ]
-        self._executions[arn] = state_machine_arn.split(":")[-1]
+        arn: str = self.sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=payload)["executionArn"]
+        self._executions[arn] = state_machine_arn.rsplit(":", maxsplit=1)[-1]
         return arn
 
     # --- clients and resources -------------------------------------------------------------------------------
@@ -208,7 +212,7 @@ class LocalCloud:
     def client(self, service: str) -> Any:
         """A boto3 client bound to the emulator (cached per service)."""
         if service not in self._clients:
-            self._clients[service] = boto3.client(service, region_name=self.region)
+            self._clients[service] = boto3.client(service, region_name=self.region)  # type: ignore[call-overload]
         return self._clients[service]
 
     @property
@@ -281,26 +285,43 @@ class LocalCloud:
         architecture = "arm64" if "arm64" in info["ProcessorInfo"]["SupportedArchitectures"] else "x86_64"
         image_id = self.client("ssm").get_parameter(Name=_AMI_PARAMETERS[architecture])["Parameter"]["Value"]
         subnet = self._subnet_in(availability_zone)
-        all_tags = {"Name": f"local-{instance_type}", **({"ec2ops:managed": "true"} if managed else {}),
-                    **(tags or {})}
-        devices = [{"DeviceName": "/dev/xvda", "Ebs": {"VolumeSize": root_volume_gib, "VolumeType": "gp3",
-                                                        "DeleteOnTermination": True}}]
+        all_tags = {
+            "Name": f"local-{instance_type}",
+            **({"ec2ops:managed": "true"} if managed else {}),
+            **(tags or {}),
+        }
+        devices = [
+            {
+                "DeviceName": "/dev/xvda",
+                "Ebs": {"VolumeSize": root_volume_gib, "VolumeType": "gp3", "DeleteOnTermination": True},
+            }
+        ]
         for index, size in enumerate(extra_volumes_gib):
-            devices.append({"DeviceName": f"/dev/sd{chr(ord('f') + index)}",
-                            "Ebs": {"VolumeSize": size, "VolumeType": "gp3", "DeleteOnTermination": True}})
+            devices.append(
+                {
+                    "DeviceName": f"/dev/sd{chr(ord('f') + index)}",
+                    "Ebs": {"VolumeSize": size, "VolumeType": "gp3", "DeleteOnTermination": True},
+                }
+            )
         kwargs: dict[str, Any] = {
-            "ImageId": image_id, "InstanceType": instance_type, "MinCount": 1, "MaxCount": 1,
-            "SubnetId": subnet, "BlockDeviceMappings": devices,
-            "TagSpecifications": [{"ResourceType": "instance", "Tags": [
-                {"Key": k, "Value": v} for k, v in all_tags.items()
-            ]}],
+            "ImageId": image_id,
+            "InstanceType": instance_type,
+            "MinCount": 1,
+            "MaxCount": 1,
+            "SubnetId": subnet,
+            "BlockDeviceMappings": devices,
+            "TagSpecifications": [
+                {"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in all_tags.items()]}
+            ],
             "MetadataOptions": {"HttpTokens": "required"},
         }
         if self.app.security_groups:
             kwargs["SecurityGroupIds"] = self.app.security_groups[:1]
         if market == "spot":
-            kwargs["InstanceMarketOptions"] = {"MarketType": "spot", "SpotOptions": {
-                "SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"}}
+            kwargs["InstanceMarketOptions"] = {
+                "MarketType": "spot",
+                "SpotOptions": {"SpotInstanceType": "one-time", "InstanceInterruptionBehavior": "terminate"},
+            }
         instance_id: str = self.ec2.run_instances(**kwargs)["Instances"][0]["InstanceId"]
         if running:
             self.timing.complete(instance_id)
@@ -309,9 +330,7 @@ class LocalCloud:
     def _subnet_in(self, availability_zone: str | None) -> str:
         subnets = self.app.subnets or {  # an app without a VPC of its own launches into the default VPC
             subnet["SubnetId"]: subnet["AvailabilityZone"]
-            for subnet in self.ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])[
-                "Subnets"
-            ]
+            for subnet in self.ec2.describe_subnets(Filters=[{"Name": "default-for-az", "Values": ["true"]}])["Subnets"]
         }
         if availability_zone is None:
             return sorted(subnets)[0] if len(subnets) == 1 else min(subnets, key=lambda s: subnets[s])
@@ -373,10 +392,15 @@ class LocalCloud:
                 counts.states_entered[event["stateEnteredEventDetails"]["name"]] += 1
         output = description.get("output")
         return ExecutionResult(
-            arn=arn, name=description["name"], state_machine=description["stateMachineArn"].split(":")[-1],
-            status=description["status"], input=json.loads(description.get("input") or "null"),
-            output=json.loads(output) if output else None, error=description.get("error"),
-            cause=description.get("cause"), counts=counts,
+            arn=arn,
+            name=description["name"],
+            state_machine=description["stateMachineArn"].split(":")[-1],
+            status=description["status"],
+            input=json.loads(description.get("input") or "null"),
+            output=json.loads(output) if output else None,
+            error=description.get("error"),
+            cause=description.get("cause"),
+            counts=counts,
         )
 
     # --- events, faults, records ---------------------------------------------------------------------------------
@@ -384,8 +408,10 @@ class LocalCloud:
         """Send an event as AWS would deliver it (the shape of ../shared/data/aws-events); returns the
         ARNs of the executions the app's rules started for it."""
         entry: dict[str, Any] = {
-            "Source": event["source"], "DetailType": event["detail-type"],
-            "Detail": json.dumps(event.get("detail", {})), "Resources": list(event.get("resources", [])),
+            "Source": event["source"],
+            "DetailType": event["detail-type"],
+            "Detail": json.dumps(event.get("detail", {})),
+            "Resources": list(event.get("resources", [])),
         }
         try:
             entry["Time"] = datetime.fromisoformat(str(event.get("time", "")).replace("Z", "+00:00"))
@@ -398,7 +424,13 @@ class LocalCloud:
         return list(started)
 
     def inject_fault(
-        self, service: str, operation: str, code: str, *, times: int = 1, message: str | None = None,
+        self,
+        service: str,
+        operation: str,
+        code: str,
+        *,
+        times: int = 1,
+        message: str | None = None,
     ) -> None:
         """The next `times` calls of `service` `operation` (API names: "ec2", "StartInstances") fail with
         `code`, whoever makes them: a test, a state machine task or a Lambda."""
@@ -419,8 +451,9 @@ class LocalCloud:
         deserializer = TypeDeserializer()
         kwargs: dict[str, Any] = {"TableName": self.ledger_table}
         if pk is not None:
-            items = self.ddb.query(**kwargs, KeyConditionExpression="pk = :pk",
-                                   ExpressionAttributeValues={":pk": {"S": pk}})["Items"]
+            items = self.ddb.query(
+                **kwargs, KeyConditionExpression="pk = :pk", ExpressionAttributeValues={":pk": {"S": pk}}
+            )["Items"]
         else:
             items = self.ddb.scan(**kwargs)["Items"]
         plain = [{k: deserializer.deserialize(v) for k, v in item.items()} for item in items]

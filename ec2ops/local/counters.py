@@ -77,8 +77,10 @@ class CallCounter:
         with self._lock:
             counts = self._counts(execution_arn)
             return ExecutionCounts(
-                Counter(counts.api_calls), Counter(counts.lambda_invocations),
-                counts.state_transitions, Counter(counts.states_entered),
+                Counter(counts.api_calls),
+                Counter(counts.lambda_invocations),
+                counts.state_transitions,
+                Counter(counts.states_entered),
             )
 
     def _counts(self, execution: str) -> ExecutionCounts:

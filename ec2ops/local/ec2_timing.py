@@ -88,7 +88,10 @@ class Ec2Timing:
 
     # --- faults that are not API errors -------------------------------------------------------------------
     def fall_back_on_next_start(
-        self, *, times: int = 1, reason_code: str = "Server.InsufficientInstanceCapacity",
+        self,
+        *,
+        times: int = 1,
+        reason_code: str = "Server.InsufficientInstanceCapacity",
         instance_id: str | None = None,
     ) -> None:
         """The next `times` starts report success, then the instance returns to `stopped` with this reason."""
@@ -136,17 +139,21 @@ class Ec2Timing:
                 return previous
             if state != "running":
                 raise IncorrectInstanceState(
-                    f"This instance '{instance.id}' is not in a state from which it can be stopped "
-                    f"(it is '{state}')."
+                    f"This instance '{instance.id}' is not in a state from which it can be stopped (it is '{state}')."
                 )
             for nic in instance.nics.values():
                 nic.stop()
             self._set_state(instance, "stopping")
             instance._reason = f"User initiated ({self.clock.now():%Y-%m-%d %H:%M:%S} GMT)"
-            self._instances[instance.id] = (instance, _Transition(
-                "stopped", self._due("stop"), "Client.UserInitiatedShutdown",
-                "Client.UserInitiatedShutdown: User initiated shutdown",
-            ))
+            self._instances[instance.id] = (
+                instance,
+                _Transition(
+                    "stopped",
+                    self._due("stop"),
+                    "Client.UserInitiatedShutdown",
+                    "Client.UserInitiatedShutdown: User initiated shutdown",
+                ),
+            )
             return previous
 
     def start(self, instance: Any) -> Any:
@@ -157,8 +164,7 @@ class Ec2Timing:
                 return previous
             if state != "stopped":
                 raise IncorrectInstanceState(
-                    f"The instance '{instance.id}' is not in a state from which it can be started "
-                    f"(it is '{state}')."
+                    f"The instance '{instance.id}' is not in a state from which it can be started (it is '{state}')."
                 )
             for nic in instance.nics.values():
                 nic.start()
@@ -166,9 +172,7 @@ class Ec2Timing:
             transition = _Transition("running", self._due("start"))
             fallback = self._take_start_fallback(instance.id)
             if fallback is not None:
-                transition = _Transition(
-                    "stopped", transition.due, fallback, f"{fallback}: Insufficient capacity."
-                )
+                transition = _Transition("stopped", transition.due, fallback, f"{fallback}: Insufficient capacity.")
             self._instances[instance.id] = (instance, transition)
             return previous
 
@@ -179,18 +183,21 @@ class Ec2Timing:
                 return previous
             original_terminate(instance)  # moto's own teardown (NICs, fleets, profile associations)
             self._set_state(instance, "shutting-down")
-            self._instances[instance.id] = (instance, _Transition(
-                "terminated", self._due("terminate"), "Client.UserInitiatedShutdown",
-                "Client.UserInitiatedShutdown: User initiated shutdown",
-            ))
+            self._instances[instance.id] = (
+                instance,
+                _Transition(
+                    "terminated",
+                    self._due("terminate"),
+                    "Client.UserInitiatedShutdown",
+                    "Client.UserInitiatedShutdown: User initiated shutdown",
+                ),
+            )
             return previous
 
     def require_stopped_for_type_change(self, instance: Any) -> None:
         """EC2 changes the type only of a stopped instance."""
         if instance._state.name != "stopped":
-            raise IncorrectInstanceState(
-                f"The instance '{instance.id}' is not in the 'stopped' state."
-            )
+            raise IncorrectInstanceState(f"The instance '{instance.id}' is not in the 'stopped' state.")
 
     def snapshot_created(self, snapshot: Any) -> None:
         with self._lock:
@@ -198,7 +205,10 @@ class Ec2Timing:
             snapshot._ec2ops_progress = "0%"
             failure = self._take_snapshot_failure()
             target = "error" if failure is not None else "completed"
-            self._snapshots[snapshot.id] = (snapshot, _Transition(target, self._due("snapshot"), "", failure or ""))
+            self._snapshots[snapshot.id] = (
+                snapshot,
+                _Transition(target, self._due("snapshot"), "", failure or ""),
+            )
 
     def settle(self, now: datetime | None = None) -> None:
         """Complete every transition that is due by `now` (the clock's time by default)."""

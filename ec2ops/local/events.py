@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from jsonpath_ng.ext import parse as jsonpath
+from jsonpath_ng.ext import parse as jsonpath  # type: ignore[attr-defined]
 
 StartExecution = Callable[[str, str, str], str]  # (state machine arn, name, input json) -> execution arn
 
@@ -136,8 +136,11 @@ _PLACEHOLDER = re.compile(r"<([A-Za-z0-9_.-]+)>")
 def transform_input(template: str, paths: dict[str, str], event: dict[str, Any]) -> str:
     """EventBridge's input transformer: a placeholder outside a JSON string becomes the value as JSON;
     inside a string, its text. A path that matches nothing gives null (or nothing, inside a string)."""
-    values: dict[str, Any] = {"aws.events.event.json": event, "aws.events.event": event,
-                              "aws.events.event.ingestion-time": event.get("time")}
+    values: dict[str, Any] = {
+        "aws.events.event.json": event,
+        "aws.events.event": event,
+        "aws.events.event.ingestion-time": event.get("time"),
+    }
     for name, path in paths.items():
         matches = jsonpath(path).find(event)
         values[name] = matches[0].value if matches else None
@@ -150,8 +153,9 @@ def transform_input(template: str, paths: dict[str, str], event: dict[str, Any])
         if match and match.group(1) in values:
             value = values[match.group(1)]
             if in_string:
-                out.append("" if value is None else json.dumps(value if isinstance(value, str) else
-                                                               json.dumps(value))[1:-1])
+                out.append(
+                    "" if value is None else json.dumps(value if isinstance(value, str) else json.dumps(value))[1:-1]
+                )
             else:
                 out.append(json.dumps(value))
             index = match.end()

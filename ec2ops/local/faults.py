@@ -53,7 +53,13 @@ class FaultInjector:
         self.fired: list[tuple[str, str, str]] = []
 
     def inject(
-        self, service: str, operation: str, code: str, *, times: int = 1, message: str | None = None,
+        self,
+        service: str,
+        operation: str,
+        code: str,
+        *,
+        times: int = 1,
+        message: str | None = None,
         status: int | None = None,
     ) -> None:
         service = service.lower()
@@ -61,14 +67,19 @@ class FaultInjector:
             raise ValueError(f"times must be at least 1 (got {times})")
         model = _service_model(service)
         if operation not in model.operation_names:
-            raise ValueError(
-                f"{service} has no operation {operation!r}: use the API name, e.g. 'StartInstances'"
-            )
+            raise ValueError(f"{service} has no operation {operation!r}: use the API name, e.g. 'StartInstances'")
         with self._lock:
-            self._faults.append(Fault(
-                service, model.service_id.hyphenize(), operation, code, message or f"Injected fault: {code}", times,
-                status or _STATUS_BY_CODE.get(code, 400),
-            ))
+            self._faults.append(
+                Fault(
+                    service,
+                    model.service_id.hyphenize(),
+                    operation,
+                    code,
+                    message or f"Injected fault: {code}",
+                    times,
+                    status or _STATUS_BY_CODE.get(code, 400),
+                )
+            )
 
     def pending(self) -> int:
         with self._lock:
@@ -112,8 +123,7 @@ def error_response(service: str, code: str, message: str, status: int = 400) -> 
         return ErrorResponse(status, {"x-amzn-requestid": request_id}, body.encode())
     if protocol == "rest-xml":
         body = (
-            f"<Error><Code>{code}</Code><Message>{_xml(message)}</Message>"
-            f"<RequestId>{request_id}</RequestId></Error>"
+            f"<Error><Code>{code}</Code><Message>{_xml(message)}</Message><RequestId>{request_id}</RequestId></Error>"
         )
         return ErrorResponse(status, {"x-amz-request-id": request_id}, body.encode())
     headers = {"x-amzn-requestid": request_id, "x-amzn-ErrorType": code, "content-type": "application/json"}

@@ -60,7 +60,11 @@ class LambdaRuntime:
     """Imports and calls handlers; keeps a log of invocations for tests and the demo."""
 
     def __init__(
-        self, code_root: Path, *, region: str, counter: counters.CallCounter,
+        self,
+        code_root: Path,
+        *,
+        region: str,
+        counter: counters.CallCounter,
         base_env: dict[str, str] | None = None,
     ) -> None:
         self.code_root = code_root.resolve()
@@ -80,14 +84,24 @@ class LambdaRuntime:
         return function
 
     def invoke(
-        self, *, function_name: str, function_arn: str, handler: str, environment: dict[str, str],
-        memory_mb: int, timeout_s: int, payload: Any,
+        self,
+        *,
+        function_name: str,
+        function_arn: str,
+        handler: str,
+        environment: dict[str, str],
+        memory_mb: int,
+        timeout_s: int,
+        payload: Any,
     ) -> tuple[bytes, str | None]:
         """Run one invocation; returns (response body, function error or None)."""
         self.counter.lambda_invocation(function_name)
         context = LambdaContext(
-            function_name=function_name, memory_limit_in_mb=memory_mb, invoked_function_arn=function_arn,
-            log_group_name=f"/aws/lambda/{function_name}", timeout_seconds=timeout_s,
+            function_name=function_name,
+            memory_limit_in_mb=memory_mb,
+            invoked_function_arn=function_arn,
+            log_group_name=f"/aws/lambda/{function_name}",
+            timeout_seconds=timeout_s,
         )
         env = {
             **self.base_env,
@@ -106,12 +120,14 @@ class LambdaRuntime:
             except Exception as error:  # the runtime reports any exception as the function's error
                 error_type = type(error).__name__
                 self.invocations.append(Invocation(function_name, payload, None, error_type))
-                body = json.dumps({
-                    "errorMessage": str(error),
-                    "errorType": error_type,
-                    "requestId": context.aws_request_id,
-                    "stackTrace": traceback.format_tb(error.__traceback__),
-                }).encode()
+                body = json.dumps(
+                    {
+                        "errorMessage": str(error),
+                        "errorType": error_type,
+                        "requestId": context.aws_request_id,
+                        "stackTrace": traceback.format_tb(error.__traceback__),
+                    }
+                ).encode()
                 return body, "Unhandled"
 
 

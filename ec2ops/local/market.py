@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 DATA = Path(__file__).parent / "data" / "spot_market_us-east-1.json"
-ON_DEMAND = Path(__file__).resolve().parents[2] / "lambdas" / "ec2ops_lambda" / "data" / "on_demand_prices_us-east-1.json"
+ON_DEMAND = (
+    Path(__file__).resolve().parents[2] / "lambdas" / "ec2ops_lambda" / "data" / "on_demand_prices_us-east-1.json"
+)
 
 
 @dataclass(frozen=True)
@@ -68,8 +70,13 @@ class SpotMarket:
         self._overrides: dict[tuple[str, str], Pool] = {}
 
     def set_pool(
-        self, instance_type: str, availability_zone: str, *, spot_price: float,
-        placement_score: int = 9, interruption_band: int = 0,
+        self,
+        instance_type: str,
+        availability_zone: str,
+        *,
+        spot_price: float,
+        placement_score: int = 9,
+        interruption_band: int = 0,
     ) -> None:
         """Pin a pool (tests: make one pool the cheapest, or the riskiest)."""
         zone_id = self.zone_ids[availability_zone]
@@ -108,11 +115,15 @@ class SpotMarket:
                 pool = self.pool(instance_type, zone, at)
                 if pool is None:
                     continue
-                history.append({
-                    "AvailabilityZone": zone, "InstanceType": instance_type,
-                    "ProductDescription": "Linux/UNIX (Amazon VPC)", "SpotPrice": f"{pool.spot_price:.6f}",
-                    "Timestamp": at.replace(minute=0, second=0, microsecond=0),
-                })
+                history.append(
+                    {
+                        "AvailabilityZone": zone,
+                        "InstanceType": instance_type,
+                        "ProductDescription": "Linux/UNIX (Amazon VPC)",
+                        "SpotPrice": f"{pool.spot_price:.6f}",
+                        "Timestamp": at.replace(minute=0, second=0, microsecond=0),
+                    }
+                )
         return history
 
     def placement_scores(
@@ -123,6 +134,11 @@ class SpotMarket:
         for zone in availability_zones:
             pools = [p for p in (self.pool(t, zone, at) for t in instance_types) if p is not None]
             if pools:
-                scores.append({"Region": region, "AvailabilityZoneId": self.zone_ids[zone],
-                               "Score": max(p.placement_score for p in pools)})
+                scores.append(
+                    {
+                        "Region": region,
+                        "AvailabilityZoneId": self.zone_ids[zone],
+                        "Score": max(p.placement_score for p in pools),
+                    }
+                )
         return scores

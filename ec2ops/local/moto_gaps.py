@@ -37,7 +37,12 @@ def _replace_everywhere(stack: ExitStack, original: Any, replacement: Any, prefi
 
 def moto_time_is_wall_clock(stack: ExitStack, clock: EmulatorClock) -> None:
     """moto stamps launch and snapshot times with the wall clock; use the emulator clock instead."""
-    for module in ("moto.ec2.models", "moto.events.models", "moto.scheduler.models", "moto.stepfunctions.models"):
+    for module in (
+        "moto.ec2.models",
+        "moto.events.models",
+        "moto.scheduler.models",
+        "moto.stepfunctions.models",
+    ):
         importlib.import_module(module)
     import moto.core.utils as core_utils
 
@@ -71,17 +76,18 @@ def instant_ec2_transitions(stack: ExitStack, timing: Ec2Timing) -> None:
             timing.snapshot_created(snapshot)
         return snapshot
 
-    stack.enter_context(mock.patch.object(Instance, "stop", lambda self: timing.stop(self)))
-    stack.enter_context(mock.patch.object(Instance, "start", lambda self: timing.start(self)))
-    stack.enter_context(mock.patch.object(
-        Instance, "terminate", lambda self: timing.terminate(self, original_terminate)
-    ))
+    # A bound method is no descriptor: the lambdas make `instance.stop()` pass the instance.
+    stack.enter_context(mock.patch.object(Instance, "stop", lambda self: timing.stop(self)))  # noqa: PLW0108
+    stack.enter_context(mock.patch.object(Instance, "start", lambda self: timing.start(self)))  # noqa: PLW0108
+    stack.enter_context(
+        mock.patch.object(Instance, "terminate", lambda self: timing.terminate(self, original_terminate))
+    )
     stack.enter_context(mock.patch.object(InstanceBackend, "run_instances", run_instances))
     stack.enter_context(mock.patch.object(InstanceBackend, "modify_instance_attribute", modify_instance_attribute))
     stack.enter_context(mock.patch.object(EBSBackend, "create_snapshot", create_snapshot))
-    stack.enter_context(mock.patch.object(
-        Snapshot, "progress", property(lambda self: getattr(self, "_ec2ops_progress", "100%"))
-    ))
+    stack.enter_context(
+        mock.patch.object(Snapshot, "progress", property(lambda self: getattr(self, "_ec2ops_progress", "100%")))
+    )
 
 
 def wait_and_retry_really_sleep(stack: ExitStack, clock: EmulatorClock) -> None:
@@ -117,7 +123,7 @@ def wait_and_retry_really_sleep(stack: ExitStack, clock: EmulatorClock) -> None:
             def utcnow(cls) -> Any:
                 return clock.naive_now()
 
-        with mock.patch.object(timestamp.datetime, "datetime", _FrozenDatetime):
+        with mock.patch.object(timestamp.datetime, "datetime", _FrozenDatetime):  # type: ignore[attr-defined]
             seconds: int = original_seconds(self, env)
         return seconds
 
@@ -143,7 +149,7 @@ def jsonpath_definite_index_returns_list(stack: ExitStack) -> None:
         value = original(path, data)
         definite = not json_path._contains_slice_or_wildcard_array(path) and "?(" not in path
         if definite and "[" in path and isinstance(value, list) and len(value) == 1:
-            matches = json_path.parse(path).find(data)
+            matches = json_path.parse(path).find(data)  # type: ignore[attr-defined]
             if len(matches) == 1 and matches[0].value is not value:
                 return matches[0].value
         return value
@@ -156,7 +162,12 @@ def lambda_invoke_echoes_payload(stack: ExitStack, invoke: Callable[..., tuple[b
     from moto.awslambda_simple.models import LambdaSimpleBackend
 
     def simple_invoke(
-        self: Any, function_name: str, qualifier: str | None, body: Any, headers: Any, response_headers: Any,
+        self: Any,
+        function_name: str,
+        qualifier: str | None,
+        body: Any,
+        headers: Any,
+        response_headers: Any,
     ) -> bytes:
         function = self.get_function(function_name, qualifier)
         payload = json.loads(body) if body else {}
@@ -195,6 +206,7 @@ def event_targets_not_delivered(stack: ExitStack, router: EventRouter) -> None:
 def botocore_calls_unobserved(stack: ExitStack, on_call: CallHook) -> None:
     """moto gives no hook per API call; observe each one (count, settle EC2 time, answer injected faults)."""
     from botocore.awsrequest import AWSResponse
+    from botocore.compat import HTTPHeaders
     from moto.core.botocore_stubber import BotocoreStubber, MockRawResponse
 
     original = BotocoreStubber.__call__
@@ -206,7 +218,10 @@ def botocore_calls_unobserved(stack: ExitStack, on_call: CallHook) -> None:
         if len(parts) >= 3:
             error = on_call(parts[1], parts[2])
             if error is not None:
-                return AWSResponse(request.url, error.status, error.headers, MockRawResponse(error.body))
+                headers = HTTPHeaders()
+                for key, value in error.headers.items():
+                    headers[key] = value
+                return AWSResponse(request.url, error.status, headers, MockRawResponse(error.body))
         return original(self, event_name, request, **kwargs)
 
     stack.enter_context(mock.patch.object(BotocoreStubber, "__call__", call))
@@ -238,8 +253,11 @@ def spot_market_is_constant(stack: ExitStack, market: SpotMarket, clock: Emulato
     def describe_spot_price_history(self: Any) -> Any:
         filters = self._filters_from_querystring()
         types = self._get_param("InstanceTypes", []) or filters.get("instance-type", [])
-        zones = ([self._get_param("AvailabilityZone")] if self._get_param("AvailabilityZone") else
-                 filters.get("availability-zone", []) or sorted(market.zone_ids))
+        zones = (
+            [self._get_param("AvailabilityZone")]
+            if self._get_param("AvailabilityZone")
+            else filters.get("availability-zone", []) or sorted(market.zone_ids)
+        )
         return ActionResult({"SpotPriceHistory": market.price_history(types, zones, clock.now())})
 
     def get_spot_placement_scores(self: Any) -> Any:
@@ -251,6 +269,6 @@ def spot_market_is_constant(stack: ExitStack, market: SpotMarket, clock: Emulato
         return ActionResult({"SpotPlacementScores": scores})
 
     stack.enter_context(mock.patch.object(SpotInstances, "describe_spot_price_history", describe_spot_price_history))
-    stack.enter_context(mock.patch.object(
-        SpotInstances, "get_spot_placement_scores", get_spot_placement_scores, create=True
-    ))
+    stack.enter_context(
+        mock.patch.object(SpotInstances, "get_spot_placement_scores", get_spot_placement_scores, create=True)
+    )

@@ -27,11 +27,15 @@ def test_the_published_spot_warning_starts_the_rule_target_with_the_transformed_
     assert result.output == {"instance_id": "i-1234567890abcdef0", "action": "action"}
 
 
-@pytest.mark.parametrize("mutate", [
-    lambda e: e.update({"detail-type": "EC2 Instance Rebalance Recommendation"}),
-    lambda e: e.update({"detail-type": "EC2 Spot Instance Interruption Warnings"}),
-    lambda e: e.update({"source": "custom.ec2"}),
-], ids=["rebalance", "plural-detail-type", "other-source"])
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda e: e.update({"detail-type": "EC2 Instance Rebalance Recommendation"}),
+        lambda e: e.update({"detail-type": "EC2 Spot Instance Interruption Warnings"}),
+        lambda e: e.update({"source": "custom.ec2"}),
+    ],
+    ids=["rebalance", "plural-detail-type", "other-source"],
+)
 def test_near_misses_start_nothing(cloud: LocalCloud, mutate: Any) -> None:
     event = sample("spot-interruption-warning.json")
     mutate(event)
@@ -44,9 +48,14 @@ def test_the_real_rebalance_sample_does_not_match_the_spot_warning_rule(cloud: L
 
 def _schedule(cloud: LocalCloud, name: str, when: str, **extra: Any) -> None:
     cloud.client("scheduler").create_schedule(
-        Name=name, ScheduleExpression=when, FlexibleTimeWindow={"Mode": "OFF"},
-        Target={"Arn": cloud.state_machine_arn("probe-echo"), "RoleArn": "arn:aws:iam::123456789012:role/s",
-                "Input": json.dumps({"from": name})},
+        Name=name,
+        ScheduleExpression=when,
+        FlexibleTimeWindow={"Mode": "OFF"},
+        Target={
+            "Arn": cloud.state_machine_arn("probe-echo"),
+            "RoleArn": "arn:aws:iam::123456789012:role/s",
+            "Input": json.dumps({"from": name}),
+        },
         **extra,
     )
 

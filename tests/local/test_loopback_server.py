@@ -26,7 +26,8 @@ def test_a_child_process_sees_the_same_instances_and_the_same_faults(cloud: Loca
     iid = cloud.launch_instance("t3.large")
     endpoint = cloud.serve()
     cloud.inject_fault("ec2", "StopInstances", "UnauthorizedOperation")
-    out = subprocess.run([sys.executable, "-c", CHILD, endpoint, iid], capture_output=True, text=True,
-                         timeout=60, check=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, endpoint, iid], capture_output=True, text=True, timeout=60, check=True
+    ).stdout
     assert json.loads(out) == {"state": "running", "stop": "UnauthorizedOperation"}
     assert cloud.counter.total["ec2:DescribeInstances"] >= 1
