@@ -76,18 +76,22 @@ def read_assembly(cdk_out: Path) -> list[tuple[str, dict[str, Any], Path]]:
 
 def check_lambda_asset_is_current(cdk_out: Path, template: dict[str, Any], source: Path) -> None:
     """The handlers run from `source`; refuse when the synthesized asset holds other code (stale cdk.out)."""
+    checked: set[Path] = set()
     for resource in template.get("Resources", {}).values():
-        asset_path = resource.get("Metadata", {}).get("aws:asset:path")
-        if resource.get("Type") != "AWS::Lambda::Function" or not asset_path:
+        if resource.get("Type") != "AWS::Lambda::Function":
             continue
-        asset = cdk_out / asset_path
-        if not asset.is_dir():
+        s3_key = resource.get("Properties", {}).get("Code", {}).get("S3Key")
+        asset_path = resource.get("Metadata", {}).get("aws:asset:path") or (
+            f"asset.{s3_key.removesuffix('.zip')}" if isinstance(s3_key, str) else None
+        )
+        asset = cdk_out / asset_path if asset_path else None
+        if asset is None or asset in checked or not asset.is_dir():
             continue
+        checked.add(asset)
         if _tree_digest(asset) != _tree_digest(source):
             raise AssemblyError(
                 f"cdk.out is stale: its Lambda asset {asset_path} differs from {source}; run `make synth`"
             )
-        return
 
 
 def _tree_digest(root: Path) -> str:
