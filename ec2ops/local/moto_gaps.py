@@ -272,3 +272,31 @@ def spot_market_is_constant(stack: ExitStack, market: SpotMarket, clock: Emulato
     stack.enter_context(
         mock.patch.object(SpotInstances, "get_spot_placement_scores", get_spot_placement_scores, create=True)
     )
+
+
+def sdk_results_carry_datetimes(stack: ExitStack) -> None:
+    """moto leaves datetimes in aws-sdk task results (describe_execution then fails); AWS gives ISO strings."""
+    from datetime import date, datetime
+
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_aws_sdk as aws_sdk,
+    )
+
+    def as_json(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        if isinstance(value, date):
+            return value.isoformat()
+        if isinstance(value, dict):
+            return {key: as_json(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [as_json(item) for item in value]
+        return value
+
+    original = aws_sdk.StateTaskServiceAwsSdk._eval_service_task
+
+    def eval_service_task(self: Any, env: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, env, *args, **kwargs)
+        env.stack.append(as_json(env.stack.pop()))
+
+    stack.enter_context(mock.patch.object(aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", eval_service_task))

@@ -56,6 +56,23 @@ def build(outdir: Path) -> Path:
         definition_body=sfn.DefinitionBody.from_chainable(definition),
     )
 
+    # ec2ops-probe-describe: a raw SDK result (with timestamps) as the execution's output.
+    raw = tasks.CallAwsService(
+        stack,
+        "DescribeRaw",
+        service="ec2",
+        action="describeInstances",
+        parameters={"InstanceIds.$": "States.Array($.instance_id)"},
+        iam_resources=["*"],
+        result_path="$.raw",
+    )
+    sfn.StateMachine(
+        stack,
+        "DescribeMachine",
+        state_machine_name="ec2ops-probe-describe",
+        definition_body=sfn.DefinitionBody.from_chainable(raw),
+    )
+
     # ec2ops-probe-start: a Lambda that starts the instance; its named error is caught.
     function = lambda_.Function(
         stack,

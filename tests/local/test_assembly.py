@@ -67,6 +67,11 @@ def test_a_stale_lambda_asset_is_refused(probe_assembly: Path, tmp_path: Path) -
 
 def test_the_probe_app_deploys_every_resource_it_declares(cloud: LocalCloud) -> None:
     deployment = cloud.app
-    assert set(deployment.state_machines) == {"ec2ops-probe-stop", "ec2ops-probe-start", "ec2ops-probe-echo"}
+    assert set(deployment.state_machines) == {
+        "ec2ops-probe-stop",
+        "ec2ops-probe-start",
+        "ec2ops-probe-echo",
+        "ec2ops-probe-describe",
+    }
     assert deployment.skipped == {}
     assert set(deployment.functions) == {"probe-start"}

@@ -15,6 +15,7 @@ def test_stop_passes_through_stopping_and_the_wait_loop_polls_more_than_once(clo
     result = cloud.run("probe-stop", {"instance_id": iid})
     # Then the instance went through `stopping`, and the loop polled while it was
     assert result.status == "SUCCEEDED"
+    assert result.output["described"] == {"state": "stopped"}  # `[0].Field` paths give the value, as on AWS
     assert cloud.instance_history(iid)[-2:] == ["stopping", "stopped"]
     assert result.counts.states_entered["WaitForStop"] >= 3
     assert result.counts.api_calls["ec2:DescribeInstances"] == result.counts.states_entered["WaitForStop"]
@@ -103,3 +104,12 @@ def test_moto_stamps_times_from_the_emulator_clock(cloud: LocalCloud) -> None:
     snapshot = cloud.ec2.create_snapshots(InstanceSpecification={"InstanceId": iid})["Snapshots"][0]
     started = cloud.ec2.describe_snapshots(SnapshotIds=[snapshot["SnapshotId"]])["Snapshots"][0]["StartTime"]
     assert abs((started - cloud.clock.now()).total_seconds()) < 5
+
+
+def test_raw_sdk_results_reach_the_execution_output_with_iso_timestamps(cloud: LocalCloud) -> None:
+    iid = cloud.launch_instance("t3.large")
+    result = cloud.run("probe-describe", {"instance_id": iid})
+    assert result.status == "SUCCEEDED"
+    launch_time = result.output["raw"]["Reservations"][0]["Instances"][0]["LaunchTime"]
+    assert isinstance(launch_time, str)
+    assert launch_time.startswith(str(cloud.clock.now().year))
