@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,16 +17,7 @@ def app_assembly(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from app import build_app
 
     outdir = tmp_path_factory.mktemp("app") / "cdk.out"
-    previous = os.environ.get("CDK_OUTDIR")
-    os.environ["CDK_OUTDIR"] = str(outdir)
-    try:
-        assembly = build_app().synth()
-    finally:
-        if previous is None:
-            os.environ.pop("CDK_OUTDIR", None)
-        else:
-            os.environ["CDK_OUTDIR"] = previous
-    return Path(assembly.directory)
+    return Path(build_app(outdir=str(outdir)).synth().directory)
 
 
 @pytest.fixture

@@ -29,8 +29,9 @@ def change_ids(cloud: LocalCloud, instance_id: str) -> set[str]:
     return {tags_of(s)["ec2ops:change-id"] for s in ec2ops_snapshots(cloud, instance_id)}
 
 
-def all_snapshot_count(cloud: LocalCloud) -> int:
-    return len(cloud.ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"])
+def own_snapshot_ids(cloud: LocalCloud) -> set[str]:
+    """Every snapshot the account owns (moto's stock AMIs come with snapshots of their own)."""
+    return {s["SnapshotId"] for s in cloud.ec2.describe_snapshots(OwnerIds=["self"])["Snapshots"]}
 
 
 # --- the happy path ---------------------------------------------------------------------------------------
@@ -172,11 +173,12 @@ def test_bad_input_fails_with_a_clear_error_and_creates_nothing(
     managed = cloud.launch_instance("t3.large")
     unmanaged = cloud.launch_instance("t3.large", managed=False)
     substituted = json.loads(json.dumps(payload).replace("<managed>", managed).replace("<unmanaged>", unmanaged))
+    before = own_snapshot_ids(cloud)
     result = cloud.run("snapshot", substituted)
     assert result.status == "FAILED"
     assert result.error == error
     assert says in (result.cause or "")
-    assert all_snapshot_count(cloud) == 0
+    assert own_snapshot_ids(cloud) == before
     assert result.counts.api_calls.get("ec2:CreateSnapshots", 0) == 0
 
 
@@ -186,10 +188,11 @@ def test_bad_input_fails_with_a_clear_error_and_creates_nothing(
 def test_an_injected_create_snapshots_fault_fails_with_the_cause_and_records_it(cloud: LocalCloud) -> None:
     iid = cloud.launch_instance("t3.large")
     cloud.inject_fault("ec2", "CreateSnapshots", "SnapshotCreationPerVolumeRateExceeded")
+    before = own_snapshot_ids(cloud)
     result = cloud.run("snapshot", {"instance_id": iid, "reason": "x"}, name="create-fault")
     assert result.status == "FAILED"
     assert "SnapshotCreationPerVolumeRateExceeded" in (result.cause or "")
-    assert all_snapshot_count(cloud) == 0
+    assert own_snapshot_ids(cloud) == before
     assert [item["kind"] for item in cloud.ledger_items(f"instance#{iid}")] == ["snapshot-failed"]
     assert any("create-fault" in (n["message"] or "") or iid in (n["message"] or "") for n in cloud.notifications())
 

@@ -1,0 +1,1 @@
+"""The ec2ops CDK stack and its constructs."""

@@ -1,0 +1,328 @@
+"""ec2ops-snapshot: crash-consistent multi-volume snapshots of a managed instance, with retention (docs/snapshot.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import cast
+
+from aws_cdk import CfnElement, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from cdk_nag import NagPackSuppression, NagSuppressions
+from constructs import Construct
+
+from stacks import constants as c
+from stacks.config import Ec2OpsConfig
+from stacks.orchestration import Orchestration
+
+# What each Lambda's own role may do beyond writing its own logs: the one place to change it (the tests compare).
+FUNCTION_ACTIONS: dict[str, frozenset[str]] = {
+    "plan": frozenset({"ec2:DescribeInstances", "ec2:DescribeVolumes"}),
+    "progress": frozenset({"ec2:DescribeSnapshots"}),
+    "prune": frozenset({"ec2:DescribeSnapshots", "ec2:DescribeImages", "ec2:DeleteSnapshot"}),
+    "record": frozenset({"dynamodb:PutItem"}),
+    "record-failure": frozenset({"ec2:DescribeSnapshots", "ec2:DeleteSnapshot", "dynamodb:PutItem", "sns:Publish"}),
+}
+ALL_ERRORS = "States.ALL"
+LAMBDA_TRANSIENT_ERRORS = (
+    "Lambda.ServiceException",
+    "Lambda.AWSLambdaException",
+    "Lambda.SdkClientException",
+    "Lambda.TooManyRequestsException",
+)
+
+
+class SnapshotWorkflow(Construct):
+    """The Standard state machine `ec2ops-snapshot` and its five Lambdas, each with its own least-privilege role."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: Ec2OpsConfig,
+        orchestration: Orchestration,
+        ledger: dynamodb.ITable,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._config = config
+        self._base = orchestration
+        self._ledger = ledger
+        self._region = Stack.of(self).region
+        self.functions = self._build_functions()
+        for short, function in self.functions.items():
+            self._grant(short, function)
+        self.state_machine = self._build_state_machine()
+
+    # --- Lambdas ---------------------------------------------------------------------------------------------
+    def _build_functions(self) -> dict[str, lambda_.Function]:
+        environment = {
+            "SNAPSHOT_RETAIN_COUNT": str(self._config.snapshot_retain_count),
+            "SNAPSHOT_RETAIN_DAYS": str(self._config.snapshot_retain_days),
+            "SNAPSHOT_TIMEOUT_MINUTES": str(self._config.snapshot_timeout_minutes),
+        }
+        return {
+            short: self._base.function(
+                _construct_id(short),
+                c.snapshot_function_name(short),
+                handler,
+                environment,
+                scope=self,
+                description=f"ec2ops snapshot workflow: {short}",
+            )
+            for short, handler in c.SNAPSHOT_FUNCTIONS.items()
+        }
+
+    def _grant(self, short: str, function: lambda_.Function) -> None:
+        """Grant exactly FUNCTION_ACTIONS[short], each the narrowest way its API allows."""
+        actions = FUNCTION_ACTIONS[short]
+        granters: dict[str, Callable[[], object]] = {
+            "ec2:DeleteSnapshot": lambda: function.add_to_role_policy(self._delete_own_snapshots()),
+            "dynamodb:PutItem": lambda: self._ledger.grant(function, "dynamodb:PutItem"),
+            "sns:Publish": lambda: self._base.topic.grant_publish(function),
+        }
+        describe = sorted(action for action in actions if action.startswith("ec2:Describe"))
+        if describe:
+            # Describe* has no resource-level permissions: "*" is the only resource IAM accepts.
+            function.add_to_role_policy(iam.PolicyStatement(actions=describe, resources=["*"]))
+        for action in sorted(actions - set(describe)):
+            granters[action]()
+        reasons = []
+        if describe:
+            reasons.append(
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    applies_to=["Resource::*"],
+                    reason=f"{', '.join(describe)}: EC2 Describe* actions support no resource-level permissions, "
+                    "so IAM accepts only Resource '*'; they are read-only.",
+                )
+            )
+        if "ec2:DeleteSnapshot" in actions:
+            reasons.append(
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    applies_to=[{"regex": self._snapshot_arn_regex()}],
+                    reason="ec2:DeleteSnapshot on snapshot/* only with the condition aws:ResourceTag/"
+                    f"{c.TAG_CREATED_BY}={c.APP_NAME}: the ids are only known at run time, the tag limits it "
+                    "to snapshots ec2ops created.",
+                )
+            )
+        if self._base.key is not None and "sns:Publish" in actions:
+            reasons.append(_kms_data_key_suppression())
+        if reasons and function.role is not None:
+            NagSuppressions.add_resource_suppressions(function.role, reasons, apply_to_children=True)
+
+    def _delete_own_snapshots(self) -> iam.PolicyStatement:
+        return iam.PolicyStatement(
+            actions=["ec2:DeleteSnapshot"],
+            resources=[self._ec2_arn("snapshot", account=False)],
+            conditions={"StringEquals": {f"aws:ResourceTag/{c.TAG_CREATED_BY}": c.APP_NAME}},
+        )
+
+    # --- the state machine -----------------------------------------------------------------------------------
+    def _build_state_machine(self) -> sfn.StateMachine:
+        log_group = logs.LogGroup(
+            self,
+            "StateMachineLogs",
+            log_group_name=f"/aws/vendedlogs/states/{c.SNAPSHOT_STATE_MACHINE}",
+            retention=logs.RetentionDays[c.LOG_RETENTION_DAYS[self._config.log_retention_days]],
+            removal_policy=RemovalPolicy.DESTROY,
+        )
+        state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=c.SNAPSHOT_STATE_MACHINE,
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_chainable(self._build_definition()),
+            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
+            tracing_enabled=True,
+            timeout=Duration.minutes(self._config.snapshot_timeout_minutes + c.STATE_MACHINE_TIMEOUT_MARGIN_MINUTES),
+        )
+        if self._base.key is not None:
+            # SnsPublish grants sns:Publish only; an encrypted topic also needs its key.
+            self._base.topic.grant_publish(state_machine)
+        self._suppress_state_machine_findings(state_machine)
+        return state_machine
+
+    def _build_definition(self) -> sfn.IChainable:
+        """Plan -> CreateSnapshots -> Wait/Check loop -> Prune -> Record -> Notify -> Done; after Plan, any failure
+        runs RecordFailure (delete the incomplete set, record, notify) and fails with the error name and cause."""
+        record_failure = self._build_record_failure()
+        plan = self._invoke(
+            "Plan",
+            "plan",
+            {"request": sfn.JsonPath.entire_payload, "change_id": sfn.JsonPath.string_at("$$.Execution.Name")},
+            "$.plan",
+        )
+        create = self._build_create_snapshots()
+        wait = sfn.Wait(
+            self,
+            "WaitForSnapshots",
+            time=sfn.WaitTime.duration(Duration.seconds(self._config.snapshot_poll_seconds)),
+        )
+        check = self._invoke(
+            "CheckSnapshots",
+            "progress",
+            {"plan": sfn.JsonPath.object_at("$.plan"), "snapshot_ids": sfn.JsonPath.list_at("$.created.snapshot_ids")},
+            "$.progress",
+        )
+        prune = self._invoke("Prune", "prune", {"plan": sfn.JsonPath.object_at("$.plan")}, "$.pruned")
+        record = self._invoke(
+            "Record",
+            "record",
+            {
+                "plan": sfn.JsonPath.object_at("$.plan"),
+                "snapshot_ids": sfn.JsonPath.list_at("$.created.snapshot_ids"),
+                "progress": sfn.JsonPath.object_at("$.progress"),
+                "pruned": sfn.JsonPath.object_at("$.pruned"),
+                "execution_id": sfn.JsonPath.string_at("$$.Execution.Id"),
+            },
+            "$.result",
+        )
+        notify = tasks.SnsPublish(
+            self,
+            "Notify",
+            topic=self._base.topic,
+            message=sfn.TaskInput.from_json_path_at("$.result.message"),
+            subject=c.SNAPSHOT_COMPLETED_SUBJECT,
+            result_path=sfn.JsonPath.DISCARD,
+        )
+        done = sfn.Succeed(self, "Done", output_path="$.result")
+        for task in (create, check, prune, record, notify):
+            task.add_catch(record_failure, errors=[ALL_ERRORS], result_path="$.error")
+        completed = sfn.Choice(self, "SnapshotsCompleted?")
+        completed.when(sfn.Condition.string_equals("$.progress.state", "completed"), prune).otherwise(wait)
+        prune.next(record).next(notify).next(done)
+        return plan.next(create).next(wait).next(check).next(completed)
+
+    def _build_create_snapshots(self) -> tasks.CallAwsService:
+        """One crash-consistent set, tagged at creation; allowed only for instances tagged ec2ops:managed=true."""
+        return tasks.CallAwsService(
+            self,
+            "CreateSnapshots",
+            service="ec2",
+            action="createSnapshots",
+            iam_action="ec2:CreateSnapshots",
+            parameters={
+                "InstanceSpecification": {
+                    "InstanceId.$": "$.plan.instance_id",
+                    "ExcludeBootVolume.$": "$.plan.exclude_boot",
+                },
+                "Description.$": "$.plan.description",
+                "CopyTagsFromSource": "volume",
+                "TagSpecifications": [{"ResourceType": "snapshot", "Tags.$": "$.plan.tags"}],
+            },
+            result_selector={"snapshot_ids.$": "$.Snapshots[*].SnapshotId"},
+            result_path="$.created",
+            # The instance statement (with its tag condition) is below; volumes and new snapshots need no tag.
+            iam_resources=[self._ec2_arn("volume"), self._ec2_arn("snapshot", account=False)],
+            additional_iam_statements=[
+                iam.PolicyStatement(
+                    actions=["ec2:CreateSnapshots"],
+                    resources=[self._ec2_arn("instance")],
+                    conditions={"StringEquals": {f"aws:ResourceTag/{c.TAG_MANAGED}": "true"}},
+                ),
+                iam.PolicyStatement(
+                    actions=["ec2:CreateTags"],
+                    resources=[self._ec2_arn("snapshot", account=False)],
+                    conditions={"StringEquals": {"ec2:CreateAction": "CreateSnapshots"}},
+                ),
+            ],
+        )
+
+    def _build_record_failure(self) -> sfn.IChainable:
+        record_failure = self._invoke(
+            "RecordFailure",
+            "record-failure",
+            {"state": sfn.JsonPath.entire_payload, "execution_id": sfn.JsonPath.string_at("$$.Execution.Id")},
+            "$.failure",
+        )
+        return record_failure.next(
+            sfn.Fail(self, "SnapshotFailedState", error_path="$.failure.error", cause_path="$.failure.cause")
+        )
+
+    def _invoke(self, state_id: str, short: str, payload: dict[str, object], result_path: str) -> tasks.LambdaInvoke:
+        """The Lambda's return value lands at `result_path`. Only the Lambda service's transient errors are retried,
+        never the handler's own named errors (a refusal fails at once with its name) nor a handler timeout (a
+        retried prune or record could act twice)."""
+        task = tasks.LambdaInvoke(
+            self,
+            state_id,
+            lambda_function=self.functions[short],
+            payload=sfn.TaskInput.from_object(payload),
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+            result_path=result_path,
+        )
+        task.add_retry(
+            errors=list(LAMBDA_TRANSIENT_ERRORS),
+            interval=Duration.seconds(2),
+            max_attempts=6,
+            backoff_rate=2,
+        )
+        return task
+
+    # --- helpers ---------------------------------------------------------------------------------------------
+    def _ec2_arn(self, resource: str, *, account: bool = True) -> str:
+        """`arn:<partition>:ec2:<region>:<account>:<resource>/*`; snapshots carry no account in their ARN."""
+        return Stack.of(self).format_arn(
+            service="ec2", resource=resource, resource_name="*", account=None if account else ""
+        )
+
+    def _snapshot_arn_regex(self) -> str:
+        region = self._region.replace("-", "\\-")
+        return rf"/^Resource::arn:(aws|<AWS::Partition>):ec2:{region}::snapshot\/\*$/g"
+
+    def _suppress_state_machine_findings(self, state_machine: sfn.StateMachine) -> None:
+        region = self._region.replace("-", "\\-")
+        suppressions = [
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                applies_to=["Resource::*"],
+                reason="Added by CDK for logging and tracing: the CloudWatch Logs delivery actions "
+                "(logs:CreateLogDelivery, ...) and X-Ray (xray:PutTraceSegments, ...) support no resource-level "
+                "permissions, so IAM accepts only Resource '*'.",
+            ),
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                applies_to=[
+                    {
+                        "regex": rf"/^Resource::arn:(aws|<AWS::Partition>):ec2:{region}:(<AWS::AccountId>)?:"
+                        r"(instance|volume|snapshot)\/\*$/g"
+                    }
+                ],
+                reason="ec2:CreateSnapshots/CreateTags: the instance id is input and the snapshot ids do not exist "
+                f"yet. Instances are limited by the condition aws:ResourceTag/{c.TAG_MANAGED}=true, CreateTags by "
+                "ec2:CreateAction=CreateSnapshots; volumes are reachable only through such an instance.",
+            ),
+            NagPackSuppression(
+                id="AwsSolutions-IAM5",
+                applies_to=[
+                    f"Resource::<{Stack.of(self).get_logical_id(cast(CfnElement, function.node.default_child))}.Arn>:*"
+                    for function in self.functions.values()
+                ],
+                reason="Added by CDK's LambdaInvoke: the function's own ARN plus `:*` for its versions and aliases; "
+                "each names one function of this workflow.",
+            ),
+        ]
+        if self._base.key is not None:
+            suppressions.append(_kms_data_key_suppression())
+        NagSuppressions.add_resource_suppressions(state_machine, suppressions, apply_to_children=True)
+
+
+def _construct_id(short: str) -> str:
+    """`record-failure` -> `RecordFailureFunction`."""
+    return "".join(part.capitalize() for part in short.split("-")) + "Function"
+
+
+def _kms_data_key_suppression() -> NagPackSuppression:
+    return NagPackSuppression(
+        id="AwsSolutions-IAM5",
+        applies_to=["Action::kms:GenerateDataKey*"],
+        reason="Added by CDK's topic.grant_publish for the opt-in customer key: SNS needs GenerateDataKey and "
+        "GenerateDataKeyWithoutPlaintext variants, on this one key only.",
+    )
