@@ -1,0 +1,1 @@
+"""Small AWS access modules: one lazily created client each, replaceable in tests."""

@@ -1,0 +1,1 @@
+"""Pydantic models of the workflows' inputs, step payloads and outputs."""
