@@ -137,6 +137,7 @@ class LocalCloud:
         moto_gaps.aws_sdk_error_names_lowercase(stack)
         moto_gaps.jsonpath_definite_index_returns_list(stack)
         moto_gaps.sdk_results_carry_datetimes(stack)
+        moto_gaps.register_image_ignores_block_device_mappings(stack)
         moto_gaps.lambda_invoke_echoes_payload(stack, self._invoke_function)
         moto_gaps.event_targets_not_delivered(stack, self.router)
         moto_gaps.botocore_calls_unobserved(stack, self._on_call)

@@ -300,3 +300,27 @@ def sdk_results_carry_datetimes(stack: ExitStack) -> None:
         env.stack.append(as_json(env.stack.pop()))
 
     stack.enter_context(mock.patch.object(aws_sdk.StateTaskServiceAwsSdk, "_eval_service_task", eval_service_task))
+
+
+def register_image_ignores_block_device_mappings(stack: ExitStack) -> None:
+    """moto's RegisterImage builds the AMI from a snapshot of its own; AWS uses the root mapping's snapshot."""
+    from moto.ec2.responses.amis import AmisResponse
+
+    original = AmisResponse.register_image
+
+    def register_image(self: Any) -> Any:
+        result = original(self)
+        root = self._get_param("RootDeviceName")
+        mappings = self._get_param("BlockDeviceMappings", [])
+        chosen = next((m for m in mappings if m.get("DeviceName") == root), mappings[0] if mappings else None)
+        snapshot_id = (chosen or {}).get("Ebs", {}).get("SnapshotId")
+        if snapshot_id:
+            image = self.ec2_backend.amis[result.result["ImageId"]]
+            own = image.ebs_snapshot
+            image.ebs_snapshot = self.ec2_backend.get_snapshot(snapshot_id)
+            image.ebs_snapshot.from_ami = image.id  # DeleteSnapshot now answers InvalidSnapshot.InUse, as AWS
+            image.root_device_name = root or chosen["DeviceName"]
+            self.ec2_backend.snapshots.pop(own.id, None)
+        return result
+
+    stack.enter_context(mock.patch.object(AmisResponse, "register_image", register_image))

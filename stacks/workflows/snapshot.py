@@ -200,7 +200,9 @@ class SnapshotWorkflow(Construct):
         return plan.next(create).next(wait).next(check).next(completed)
 
     def _build_create_snapshots(self) -> tasks.CallAwsService:
-        """One crash-consistent set, tagged at creation; allowed only for instances tagged ec2ops:managed=true."""
+        """One crash-consistent set, tagged at creation; allowed only for instances tagged ec2ops:managed=true.
+
+        No CopyTagsFromSource: a volume's own `Name` or `ec2ops:*` tags would collide with the plan's tags."""
         return tasks.CallAwsService(
             self,
             "CreateSnapshots",
@@ -213,7 +215,6 @@ class SnapshotWorkflow(Construct):
                     "ExcludeBootVolume.$": "$.plan.exclude_boot",
                 },
                 "Description.$": "$.plan.description",
-                "CopyTagsFromSource": "volume",
                 "TagSpecifications": [{"ResourceType": "snapshot", "Tags.$": "$.plan.tags"}],
             },
             result_selector={"snapshot_ids.$": "$.Snapshots[*].SnapshotId"},

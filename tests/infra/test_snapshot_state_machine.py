@@ -88,7 +88,6 @@ def test_create_snapshots_is_one_tagged_multi_volume_sdk_call(
     assert create["Parameters"] == {
         "InstanceSpecification": {"InstanceId.$": "$.plan.instance_id", "ExcludeBootVolume.$": "$.plan.exclude_boot"},
         "Description.$": "$.plan.description",
-        "CopyTagsFromSource": "volume",
         "TagSpecifications": [{"ResourceType": "snapshot", "Tags.$": "$.plan.tags"}],
     }
     assert create["ResultSelector"] == {"snapshot_ids.$": "$.Snapshots[*].SnapshotId"}

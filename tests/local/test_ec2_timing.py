@@ -113,3 +113,18 @@ def test_raw_sdk_results_reach_the_execution_output_with_iso_timestamps(cloud: L
     launch_time = result.output["raw"]["Reservations"][0]["Instances"][0]["LaunchTime"]
     assert isinstance(launch_time, str)
     assert launch_time.startswith(str(cloud.clock.now().year))
+
+
+def test_an_image_registered_from_a_snapshot_uses_that_snapshot(cloud: LocalCloud) -> None:
+    iid = cloud.launch_instance("t3.large")
+    snapshot = cloud.ec2.create_snapshots(InstanceSpecification={"InstanceId": iid})["Snapshots"][0]["SnapshotId"]
+    image = cloud.ec2.register_image(
+        Name="golden",
+        RootDeviceName="/dev/xvda",
+        BlockDeviceMappings=[{"DeviceName": "/dev/xvda", "Ebs": {"SnapshotId": snapshot}}],
+    )["ImageId"]
+    described = cloud.ec2.describe_images(ImageIds=[image])["Images"][0]
+    assert [m["Ebs"]["SnapshotId"] for m in described["BlockDeviceMappings"]] == [snapshot]
+    with pytest.raises(ClientError) as error:
+        cloud.ec2.delete_snapshot(SnapshotId=snapshot)
+    assert error.value.response["Error"]["Code"] == "InvalidSnapshot.InUse"
