@@ -314,8 +314,9 @@ def register_image_ignores_block_device_mappings(stack: ExitStack) -> None:
         mappings = self._get_param("BlockDeviceMappings", [])
         chosen = next((m for m in mappings if m.get("DeviceName") == root), mappings[0] if mappings else None)
         snapshot_id = (chosen or {}).get("Ebs", {}).get("SnapshotId")
-        if snapshot_id:
-            image = self.ec2_backend.amis[result.result["ImageId"]]
+        if chosen is not None and snapshot_id:
+            image_id: str = result.result["ImageId"]  # type: ignore[index]
+            image = self.ec2_backend.amis[image_id]
             own = image.ebs_snapshot
             image.ebs_snapshot = self.ec2_backend.get_snapshot(snapshot_id)
             image.ebs_snapshot.from_ami = image.id  # DeleteSnapshot now answers InvalidSnapshot.InUse, as AWS
