@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -11,7 +12,18 @@ from ec2ops.local.cloud import quiet_moto_logs
 
 
 def say(text: str = "") -> None:
-    print(text, flush=True)
+    """Print, keeping a multi-line text under its first line's indent."""
+    indent = " " * (len(text) - len(text.lstrip()))
+    print(text.replace("\n", "\n" + indent + "   "), flush=True)
+
+
+def readable_cause(cause: str | None) -> str:
+    """A Lambda error's cause is the runtime's JSON (message, type, stack); people read the message."""
+    try:
+        parsed = json.loads(cause or "")
+    except ValueError:
+        return cause or ""
+    return str(parsed.get("errorMessage", cause)) if isinstance(parsed, dict) else str(cause)
 
 
 def heading(text: str) -> None:
@@ -33,7 +45,7 @@ def describe_run(result: ExecutionResult) -> None:
     say(f"   AWS calls: {', '.join(f'{k} x{v}' for k, v in sorted(counts.api_calls.items()))}")
     if result.status != "SUCCEEDED":
         say(f"   error: {result.error}")
-        say(f"   cause: {result.cause}")
+        say(f"   cause: {readable_cause(result.cause)}")
 
 
 def list_snapshots(cloud: LocalCloud, instance_id: str) -> None:
