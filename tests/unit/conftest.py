@@ -10,14 +10,14 @@ import pytest
 from ec2ops_lambda.handlers import snapshot as handlers
 from moto import mock_aws
 
-from tests.unit.world import DEFAULT_AMI, LEDGER_TABLE, REGION, FakeLambdaContext, Inbox, take_set
+from tests.unit.world import DEFAULT_AMI, LEDGER_TABLE, REGION, FakeLambdaContext, Inbox, fake_lambda_context, take_set
 
 _SETTINGS = ("SNAPSHOT_RETAIN_COUNT", "SNAPSHOT_RETAIN_DAYS", "SNAPSHOT_TIMEOUT_MINUTES", "LEDGER_TABLE", "TOPIC_ARN")
 
 
 @pytest.fixture
 def context() -> FakeLambdaContext:
-    return FakeLambdaContext()
+    return fake_lambda_context()
 
 
 @pytest.fixture

@@ -3,36 +3,29 @@
 from __future__ import annotations
 
 import json
-import time
-import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
 from moto.core.models import DEFAULT_ACCOUNT_ID
 
+from ec2ops.local.lambda_runtime import LambdaContext as FakeLambdaContext
+
 REGION = "us-east-1"
 LEDGER_TABLE = "ec2ops-ledger-test"
 DEFAULT_AMI = "ami-0123456789abcdef0"
 
 
-@dataclass
-class FakeLambdaContext:
-    """The attributes of the Lambda context that handlers and Powertools read."""
-
-    function_name: str = "ec2ops-snapshot-test"
-    memory_limit_in_mb: int = 256
-    invoked_function_arn: str = f"arn:aws:lambda:{REGION}:{DEFAULT_ACCOUNT_ID}:function:ec2ops-snapshot-test"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    log_group_name: str = "/aws/lambda/ec2ops-snapshot-test"
-    log_stream_name: str = "test"
-    timeout_seconds: int = 60
-    _started: float = field(default_factory=time.monotonic)
-
-    def get_remaining_time_in_millis(self) -> int:
-        return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))
+def fake_lambda_context(function_name: str = "ec2ops-snapshot-test") -> FakeLambdaContext:
+    """The same Lambda context the emulator's runtime passes to handlers."""
+    return FakeLambdaContext(
+        function_name=function_name,
+        memory_limit_in_mb=256,
+        invoked_function_arn=f"arn:aws:lambda:{REGION}:{DEFAULT_ACCOUNT_ID}:function:{function_name}",
+        log_group_name=f"/aws/lambda/{function_name}",
+        log_stream_name="test",
+    )
 
 
 def moto_ec2() -> Any:
