@@ -37,3 +37,36 @@ class LedgerConflict(Ec2OpsError):
 
 class ConfigurationError(Ec2OpsError):
     """The function's environment is wrong: a deployment problem, not a user one."""
+
+
+# --- resize ------------------------------------------------------------------------------------------------
+class UnsupportedInstance(Ec2OpsError):
+    """The instance cannot be resized in place (Auto Scaling member, instance-store root, spot): nothing touched."""
+
+
+class StopProtected(Ec2OpsError):
+    """The instance has stop protection (disableApiStop): nothing was touched."""
+
+
+class InvalidInstanceState(Ec2OpsError):
+    """The instance is in a transitional or final state (pending, stopping, shutting-down, terminated)."""
+
+
+class UnknownInstanceType(Ec2OpsError):
+    """EC2 does not know the target or a fallback type."""
+
+
+class TypeNotOffered(Ec2OpsError):
+    """The target or a fallback type is not offered in the instance's Availability Zone."""
+
+
+class IncompatibleType(Ec2OpsError):
+    """The target or a fallback type differs in architecture, virtualization, boot mode, ENA or ENI count."""
+
+
+class InstanceLocked(Ec2OpsError):
+    """Another ec2ops execution holds the instance's lock: named in the message."""
+
+
+class CapacityUnavailable(Ec2OpsError):
+    """No candidate type could be reserved or started for lack of capacity."""

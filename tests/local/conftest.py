@@ -11,7 +11,6 @@ from ec2ops.local import LocalCloud
 from ec2ops.local.cloud import quiet_moto_logs
 from tests.local.probe_app import FUNCTIONS, build
 
-SHARED_EVENTS = Path(__file__).resolve().parents[3] / "shared" / "data" / "aws-events"
 LOCAL_EVENTS = Path(__file__).resolve().parents[1] / "fixtures" / "aws-events"
 
 
