@@ -25,6 +25,7 @@ from moto import mock_aws
 
 from ec2ops.local import moto_gaps
 from ec2ops.local.assembly import AssemblyDeployer, Deployment, check_lambda_asset_is_current, read_assembly
+from ec2ops.local.capacity import CapacityReservations
 from ec2ops.local.clock import EmulatorClock
 from ec2ops.local.counters import CallCounter, ExecutionCounts
 from ec2ops.local.ec2_timing import Durations, Ec2Timing
@@ -106,6 +107,7 @@ class LocalCloud:
         self._verify_asset = verify_asset
         self.router = EventRouter(self._start_execution)
         self.market = SpotMarket({}, seed=seed)
+        self.capacity = CapacityReservations(self.clock)
         self.deployments: dict[str, Deployment] = {}
         self._executions: dict[str, str] = {}  # arn -> state machine name
         self._stack = ExitStack()
@@ -138,6 +140,8 @@ class LocalCloud:
         moto_gaps.jsonpath_definite_index_returns_list(stack)
         moto_gaps.sdk_results_carry_datetimes(stack)
         moto_gaps.register_image_ignores_block_device_mappings(stack)
+        moto_gaps.status_checks_always_ok(stack, self.timing)
+        moto_gaps.capacity_reservations_not_implemented(stack, self.capacity, self.region)
         moto_gaps.lambda_invoke_echoes_payload(stack, self._invoke_function)
         moto_gaps.event_targets_not_delivered(stack, self.router)
         moto_gaps.botocore_calls_unobserved(stack, self._on_call)
@@ -159,6 +163,7 @@ class LocalCloud:
     def _deploy(self) -> None:
         zones = self.ec2.describe_availability_zones()["AvailabilityZones"]
         self.market.zone_ids.update({zone["ZoneName"]: zone["ZoneId"] for zone in zones})
+        self.capacity.zone_ids.update(self.market.zone_ids)
         azs = [zone["ZoneName"] for zone in zones]
         deployer = AssemblyDeployer(self.client, self.region, azs)
         for stack_name, template, _path in read_assembly(self.cdk_out):
@@ -445,6 +450,14 @@ class LocalCloud:
     def fall_back_on_next_start(self, *, times: int = 1, instance_id: str | None = None) -> None:
         """The next start 'succeeds', then the instance returns to `stopped` for lack of capacity."""
         self.timing.fall_back_on_next_start(times=times, instance_id=instance_id)
+
+    def impair_next_start(self, *, times: int = 1, instance_id: str | None = None) -> None:
+        """The next instance to reach `running` fails its status checks (`impaired`) until it is stopped."""
+        self.timing.impair_next_start(times=times, instance_id=instance_id)
+
+    def set_reservable(self, instance_type: str, availability_zone: str, reservable: bool) -> None:
+        """Whether a capacity reservation of this type can be made in this AZ (default: yes)."""
+        self.capacity.set_reservable(instance_type, availability_zone, reservable)
 
     def ledger_items(self, pk: str | None = None) -> list[dict[str, Any]]:
         """The ledger's items (plain Python values), optionally for one partition, in key order."""

@@ -37,6 +37,7 @@ class Durations:
     stop: tuple[float, float] = (30.0, 60.0)
     terminate: tuple[float, float] = (20.0, 40.0)
     snapshot: tuple[float, float] = (40.0, 90.0)
+    status_checks: tuple[float, float] = (40.0, 80.0)  # `initializing` after reaching `running`
 
 
 @dataclass
@@ -85,6 +86,9 @@ class Ec2Timing:
         self._history: dict[str, _History] = {}
         self._start_fallbacks: list[StartFallback] = []
         self._snapshot_failures: list[SnapshotFailure] = []
+        self._checks_pass_at: dict[str, datetime] = {}
+        self._impaired: set[str] = set()
+        self._impair_next: list[StartFallback] = []
 
     # --- faults that are not API errors -------------------------------------------------------------------
     def fall_back_on_next_start(
@@ -97,6 +101,19 @@ class Ec2Timing:
         """The next `times` starts report success, then the instance returns to `stopped` with this reason."""
         self._start_fallbacks.append(StartFallback(times, reason_code, instance_id))
 
+    def impair_next_start(self, *, times: int = 1, instance_id: str | None = None) -> None:
+        """The next `times` instances to reach `running` fail their status checks (`impaired`) until stopped."""
+        self._impair_next.append(StartFallback(times, "impaired", instance_id))
+
+    def status(self, instance: Any) -> str:
+        """EC2 status checks: not-applicable unless running; `initializing` for a while, then ok or impaired."""
+        if instance._state.name != "running":
+            return "not-applicable"
+        if instance.id in self._impaired:
+            return "impaired"
+        passes_at = self._checks_pass_at.get(instance.id)
+        return "initializing" if passes_at is not None and self.clock.now() < passes_at else "ok"
+
     def fail_next_snapshots(self, *, times: int = 1, message: str = "Snapshot failed: internal error") -> None:
         """The next `times` snapshots end in state `error` with this StateMessage."""
         self._snapshot_failures.append(SnapshotFailure(times, message))
@@ -106,9 +123,18 @@ class Ec2Timing:
         low, high = getattr(self.durations, kind)
         return self.clock.now() + timedelta(seconds=self._random.uniform(low, high))
 
-    def _set_state(self, instance: Any, name: str) -> None:
+    def _set_state(self, instance: Any, name: str, *, checks_done: bool = False) -> None:
         instance._state.name = name
         instance._state.code = STATE_CODES[name]
+        if name == "running":
+            self._checks_pass_at[instance.id] = self.clock.now() if checks_done else self._due("status_checks")
+            for impair in self._impair_next:
+                if impair.remaining > 0 and impair.instance_id in (None, instance.id):
+                    impair.remaining -= 1
+                    self._impaired.add(instance.id)
+                    break
+        elif name in ("stopping", "stopped", "shutting-down", "terminated"):
+            self._impaired.discard(instance.id)
         self._history.setdefault(instance.id, _History()).entries.append((self.clock.now(), name))
 
     def history(self, instance_id: str) -> list[tuple[datetime, str]]:
@@ -118,7 +144,7 @@ class Ec2Timing:
         """A new instance: `pending` until launch time has passed (or at once `running` when settled)."""
         with self._lock:
             if settled:
-                self._set_state(instance, "running")
+                self._set_state(instance, "running", checks_done=True)
                 return
             self._set_state(instance, "pending")
             self._instances[instance.id] = (instance, _Transition("running", self._due("launch")))
@@ -129,7 +155,7 @@ class Ec2Timing:
             entry = self._instances.pop(instance_id, None)
             if entry is not None:
                 instance, transition = entry
-                self._set_state(instance, transition.target)
+                self._set_state(instance, transition.target, checks_done=True)
 
     def stop(self, instance: Any) -> Any:
         with self._lock:

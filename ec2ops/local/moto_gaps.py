@@ -16,6 +16,7 @@ from typing import Any
 from unittest import mock
 
 from ec2ops.local import counters
+from ec2ops.local.capacity import CapacityReservations
 from ec2ops.local.clock import EmulatorClock
 from ec2ops.local.ec2_timing import Ec2Timing
 from ec2ops.local.events import EventRouter
@@ -325,3 +326,60 @@ def register_image_ignores_block_device_mappings(stack: ExitStack) -> None:
         return result
 
     stack.enter_context(mock.patch.object(AmisResponse, "register_image", register_image))
+
+
+def status_checks_always_ok(stack: ExitStack, timing: Ec2Timing) -> None:
+    """moto reports status checks `ok` the moment an instance runs; EC2 initializes them first, and they can fail."""
+    from moto.ec2.models.instances import Instance
+
+    def checks(self: Any) -> dict[str, Any]:
+        status = timing.status(self)
+        if status == "not-applicable":
+            return {"Status": status}
+        detail = {"ok": "passed", "initializing": "initializing", "impaired": "failed"}[status]
+        return {"Details": [{"Name": "reachability", "Status": detail}], "Status": status}
+
+    stack.enter_context(mock.patch.object(Instance, "instance_status", property(checks)))
+    stack.enter_context(mock.patch.object(Instance, "system_status", property(checks)))
+
+
+def capacity_reservations_not_implemented(stack: ExitStack, backend: CapacityReservations, region: str) -> None:
+    """moto has no on-demand capacity reservations; answer them from the emulator's own backend."""
+    from moto.core.responses import ActionResult
+    from moto.ec2.responses.instances import InstanceResponse
+
+    def create_capacity_reservation(self: Any) -> Any:
+        reservation = backend.create(
+            instance_type=self._get_param("InstanceType"),
+            platform=self._get_param("InstancePlatform"),
+            availability_zone=self._get_param("AvailabilityZone"),
+            count=self._get_int_param("InstanceCount", 1),
+            end_date_type=self._get_param("EndDateType", "unlimited"),
+            match_criteria=self._get_param("InstanceMatchCriteria", "open"),
+            tags=self._parse_tag_specification().get("capacity-reservation", {}),
+        )
+        return ActionResult({"CapacityReservation": reservation.as_api(self.current_account, region)})
+
+    def describe_capacity_reservations(self: Any) -> Any:
+        ids = self._get_param("CapacityReservationIds", [])
+        found = [backend.get(i) for i in ids] if ids else list(backend.reservations.values())
+        return ActionResult({"CapacityReservations": [r.as_api(self.current_account, region) for r in found]})
+
+    def cancel_capacity_reservation(self: Any) -> Any:
+        backend.cancel(self._get_param("CapacityReservationId"))
+        return ActionResult({"Return": True})
+
+    def modify_instance_capacity_reservation_attributes(self: Any) -> Any:
+        instance = self.ec2_backend.get_instance(self._get_param("InstanceId"))
+        specification = self._get_param("CapacityReservationSpecification", {})
+        target = specification.get("CapacityReservationTarget", {}).get("CapacityReservationId")
+        backend.target(instance, target)
+        return ActionResult({"Return": True})
+
+    for handler in (
+        create_capacity_reservation,
+        describe_capacity_reservations,
+        cancel_capacity_reservation,
+        modify_instance_capacity_reservation_attributes,
+    ):
+        stack.enter_context(mock.patch.object(InstanceResponse, handler.__name__, handler, create=True))

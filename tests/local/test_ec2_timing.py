@@ -128,3 +128,64 @@ def test_an_image_registered_from_a_snapshot_uses_that_snapshot(cloud: LocalClou
     with pytest.raises(ClientError) as error:
         cloud.ec2.delete_snapshot(SnapshotId=snapshot)
     assert error.value.response["Error"]["Code"] == "InvalidSnapshot.InUse"
+
+
+def status_of(cloud: LocalCloud, iid: str) -> str:
+    statuses = cloud.ec2.describe_instance_status(InstanceIds=[iid], IncludeAllInstances=True)["InstanceStatuses"]
+    return str(statuses[0]["InstanceStatus"]["Status"])
+
+
+def test_status_checks_initialize_after_a_start_then_pass(cloud: LocalCloud) -> None:
+    iid = cloud.launch_instance("t3.large")
+    assert status_of(cloud, iid) == "ok"
+    cloud.ec2.stop_instances(InstanceIds=[iid])
+    cloud.clock.advance(minutes=2)
+    assert status_of(cloud, iid) == "not-applicable"
+    cloud.ec2.start_instances(InstanceIds=[iid])
+    cloud.clock.advance(seconds=30)
+    assert status_of(cloud, iid) == "initializing"
+    cloud.clock.advance(minutes=2)
+    assert status_of(cloud, iid) == "ok"
+
+
+def test_an_impaired_start_fails_its_status_checks(cloud: LocalCloud) -> None:
+    iid = cloud.launch_instance("t3.large")
+    cloud.ec2.stop_instances(InstanceIds=[iid])
+    cloud.clock.advance(minutes=2)
+    cloud.impair_next_start(instance_id=iid)
+    cloud.ec2.start_instances(InstanceIds=[iid])
+    cloud.clock.advance(minutes=5)
+    assert status_of(cloud, iid) == "impaired"
+
+
+def test_capacity_reservations_are_emulated_and_can_be_unavailable(cloud: LocalCloud) -> None:
+    iid = cloud.launch_instance("t3.large")
+    cloud.set_reservable("c7i.8xlarge", "us-east-1a", False)
+    with pytest.raises(ClientError) as refused:
+        cloud.ec2.create_capacity_reservation(
+            InstanceType="c7i.8xlarge", InstancePlatform="Linux/UNIX", AvailabilityZone="us-east-1a", InstanceCount=1
+        )
+    assert refused.value.response["Error"]["Code"] == "InsufficientInstanceCapacity"
+    reservation = cloud.ec2.create_capacity_reservation(
+        InstanceType="c6i.8xlarge",
+        InstancePlatform="Linux/UNIX",
+        AvailabilityZone="us-east-1a",
+        InstanceCount=1,
+        InstanceMatchCriteria="targeted",
+        EndDateType="unlimited",
+    )["CapacityReservation"]
+    rid = reservation["CapacityReservationId"]
+    with pytest.raises(ClientError):  # only a stopped instance can be pointed at a reservation
+        cloud.ec2.modify_instance_capacity_reservation_attributes(
+            InstanceId=iid,
+            CapacityReservationSpecification={"CapacityReservationTarget": {"CapacityReservationId": rid}},
+        )
+    cloud.ec2.stop_instances(InstanceIds=[iid])
+    cloud.clock.advance(minutes=2)
+    cloud.ec2.modify_instance_capacity_reservation_attributes(
+        InstanceId=iid, CapacityReservationSpecification={"CapacityReservationTarget": {"CapacityReservationId": rid}}
+    )
+    described = cloud.ec2.describe_capacity_reservations(CapacityReservationIds=[rid])["CapacityReservations"][0]
+    assert (described["State"], described["AvailableInstanceCount"]) == ("active", 0)
+    cloud.ec2.cancel_capacity_reservation(CapacityReservationId=rid)
+    assert cloud.ec2.describe_capacity_reservations()["CapacityReservations"][0]["State"] == "cancelled"
