@@ -431,17 +431,12 @@ class LocalCloud:
         return list(started)
 
     def inject_fault(
-        self,
-        service: str,
-        operation: str,
-        code: str,
-        *,
-        times: int = 1,
-        message: str | None = None,
+        self, service: str, operation: str, code: str, *, times: int = 1, message: str | None = None, after: int = 0
     ) -> None:
         """The next `times` calls of `service` `operation` (API names: "ec2", "StartInstances") fail with
-        `code`, whoever makes them: a test, a state machine task or a Lambda."""
-        self.faults.inject(service, operation, code, times=times, message=message)
+        `code`, whoever makes them: a test, a state machine task or a Lambda. `after` lets that many calls
+        through first (e.g. the third Lambda invocation of an execution)."""
+        self.faults.inject(service, operation, code, times=times, message=message, after=after)
 
     def fail_next_snapshots(self, *, times: int = 1, message: str = "Snapshot failed: internal error") -> None:
         """The next `times` snapshots end in state `error` (after their normal duration)."""

@@ -35,6 +35,7 @@ class Fault:
     message: str
     remaining: int
     status: int
+    skip: int = 0
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,9 @@ class FaultInjector:
         times: int = 1,
         message: str | None = None,
         status: int | None = None,
+        after: int = 0,
     ) -> None:
+        """Arm a fault: the `times` calls that follow the next `after` matching calls fail with `code`."""
         service = service.lower()
         if times < 1:
             raise ValueError(f"times must be at least 1 (got {times})")
@@ -78,6 +81,7 @@ class FaultInjector:
                     message or f"Injected fault: {code}",
                     times,
                     status or _STATUS_BY_CODE.get(code, 400),
+                    after,
                 )
             )
 
@@ -94,6 +98,9 @@ class FaultInjector:
         with self._lock:
             for fault in self._faults:
                 if fault.remaining > 0 and fault.event_service == event_service and fault.operation == operation:
+                    if fault.skip > 0:
+                        fault.skip -= 1
+                        return None
                     fault.remaining -= 1
                     self.fired.append((fault.service, operation, fault.code))
                     return error_response(fault.service, fault.code, fault.message, fault.status)

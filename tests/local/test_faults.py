@@ -67,3 +67,12 @@ def test_faults_speak_each_service_protocol(cloud: LocalCloud) -> None:
 def test_a_fault_for_an_operation_that_does_not_exist_is_refused_at_once(cloud: LocalCloud) -> None:
     with pytest.raises(ValueError, match="has no operation 'StartInstance'"):
         cloud.inject_fault("ec2", "StartInstance", "InsufficientInstanceCapacity")
+
+
+def test_a_fault_can_let_some_calls_through_first(cloud: LocalCloud) -> None:
+    cloud.inject_fault("ec2", "DescribeVpcs", "UnauthorizedOperation", after=2)
+    cloud.ec2.describe_vpcs()
+    cloud.ec2.describe_vpcs()
+    with pytest.raises(ClientError):
+        cloud.ec2.describe_vpcs()
+    cloud.ec2.describe_vpcs()
