@@ -1,0 +1,1 @@
+"""Domain logic of the ec2ops-resize workflow, one module per step (docs/design/resize-workflow.md)."""
