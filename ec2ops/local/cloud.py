@@ -141,6 +141,7 @@ class LocalCloud:
         moto_gaps.sdk_results_carry_datetimes(stack)
         moto_gaps.register_image_ignores_block_device_mappings(stack)
         moto_gaps.status_checks_always_ok(stack, self.timing)
+        moto_gaps.sfn_nested_execution_shapes_unconverted(stack)
         moto_gaps.capacity_reservations_not_implemented(stack, self.capacity, self.region)
         moto_gaps.lambda_invoke_echoes_payload(stack, self._invoke_function)
         moto_gaps.event_targets_not_delivered(stack, self.router)

@@ -383,3 +383,46 @@ def capacity_reservations_not_implemented(stack: ExitStack, backend: CapacityRes
         modify_instance_capacity_reservation_attributes,
     ):
         stack.enter_context(mock.patch.object(InstanceResponse, handler.__name__, handler, create=True))
+
+
+def sfn_nested_execution_shapes_unconverted(stack: ExitStack) -> None:
+    """moto passes a `states:startExecution` task's parameters to the SDK as written (`StateMachineArn`) and reads
+    its results in SDK case (`executionArn`); AWS converts both ways. Convert, so nested executions run."""
+    from datetime import datetime
+
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import (
+        state_task_service_sfn as sfn_task,
+    )
+
+    def pascal(response: dict[str, Any]) -> dict[str, Any]:
+        return {
+            key[:1].upper() + key[1:]: value.isoformat() if isinstance(value, datetime) else value
+            for key, value in response.items()
+        }
+
+    original_parameters = sfn_task.StateTaskServiceSfn._normalise_parameters
+    original_response = sfn_task.StateTaskServiceSfn._normalise_response
+    original_eval = sfn_task.StateTaskServiceSfn._eval_service_task
+
+    def normalise_parameters(self: Any, parameters: dict[str, Any], *args: Any, **kwargs: Any) -> None:
+        original_parameters(self, parameters, *args, **kwargs)
+        for key in list(parameters):
+            parameters[key[:1].lower() + key[1:]] = parameters.pop(key)
+
+    def normalise_response(self: Any, response: Any, *args: Any, **kwargs: Any) -> None:
+        original_response(self, response, *args, **kwargs)
+        if isinstance(response, dict):
+            converted = pascal(response)
+            response.clear()
+            response.update(converted)
+
+    def eval_service_task(self: Any, env: Any, *args: Any, **kwargs: Any) -> None:
+        original_eval(self, env, *args, **kwargs)
+        env.stack.append(pascal(env.stack.pop()))
+
+    for name, replacement in (
+        ("_normalise_parameters", normalise_parameters),
+        ("_normalise_response", normalise_response),
+        ("_eval_service_task", eval_service_task),
+    ):
+        stack.enter_context(mock.patch.object(sfn_task.StateTaskServiceSfn, name, replacement))

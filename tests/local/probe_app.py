@@ -109,6 +109,23 @@ def build(outdir: Path) -> Path:
         state_machine_name="ec2ops-probe-echo",
         definition_body=sfn.DefinitionBody.from_chainable(sfn.Pass(stack, "Echo")),
     )
+    # ec2ops-probe-parent: runs ec2ops-probe-echo as a nested execution and waits for it (.sync:2).
+    child = tasks.StepFunctionsStartExecution(
+        stack,
+        "RunChild",
+        state_machine=echo,
+        integration_pattern=sfn.IntegrationPattern.RUN_JOB,
+        input=sfn.TaskInput.from_object({"from.$": "$.from"}),
+        name=sfn.JsonPath.format("child-{}", sfn.JsonPath.uuid()),
+        result_selector={"output.$": "$.Output"},
+        result_path="$.child",
+    )
+    sfn.StateMachine(
+        stack,
+        "ParentMachine",
+        state_machine_name="ec2ops-probe-parent",
+        definition_body=sfn.DefinitionBody.from_chainable(child),
+    )
     rule = events.Rule(
         stack,
         "SpotWarningRule",

@@ -72,6 +72,7 @@ def test_the_probe_app_deploys_every_resource_it_declares(cloud: LocalCloud) -> 
         "ec2ops-probe-start",
         "ec2ops-probe-echo",
         "ec2ops-probe-describe",
+        "ec2ops-probe-parent",
     }
     assert deployment.skipped == {}
     assert set(deployment.functions) == {"probe-start"}

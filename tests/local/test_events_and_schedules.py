@@ -78,3 +78,11 @@ def test_a_rate_schedule_fires_each_period(cloud: LocalCloud) -> None:
     for _ in range(3):
         cloud.clock.advance(minutes=15)
     assert len(cloud.router.deliveries) == 3
+
+
+def test_a_nested_execution_runs_and_its_output_comes_back_to_the_parent(cloud: LocalCloud) -> None:
+    result = cloud.run("probe-parent", {"from": "parent"})
+    assert result.status == "SUCCEEDED", result.cause
+    assert result.output["child"] == {"output": {"from": "parent"}}
+    children = cloud.sfn.list_executions(stateMachineArn=cloud.state_machine_arn("probe-echo"))["executions"]
+    assert len(children) == 1
