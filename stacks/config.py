@@ -32,6 +32,11 @@ class Ec2OpsConfig(BaseModel):
     snapshot_timeout_minutes: Annotated[int, _bounded(c.SNAPSHOT_TIMEOUT_MINUTES)] = 60
     snapshot_retain_count: Annotated[int, _bounded(c.SNAPSHOT_RETAIN_COUNT)] = 7
     snapshot_retain_days: Annotated[int, _bounded(c.SNAPSHOT_RETAIN_DAYS)] = 30
+    resize_poll_seconds: Annotated[int, _bounded(c.RESIZE_POLL_SECONDS)] = 10
+    resize_stop_timeout_minutes: Annotated[int, _bounded(c.RESIZE_STOP_TIMEOUT_MINUTES)] = 10
+    resize_start_timeout_minutes: Annotated[int, _bounded(c.RESIZE_START_TIMEOUT_MINUTES)] = 10
+    resize_status_check_timeout_minutes: Annotated[int, _bounded(c.RESIZE_STATUS_CHECK_TIMEOUT_MINUTES)] = 15
+    resize_rollback_attempts: Annotated[int, _bounded(c.RESIZE_ROLLBACK_ATTEMPTS)] = 5
     log_retention_days: Annotated[int, Field(strict=True)] = 30
     powertools_layer_version: Annotated[int, Field(ge=1, strict=True)] = 27
     enable_alarms: Annotated[bool, Field(strict=True)] = False

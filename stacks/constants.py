@@ -23,6 +23,11 @@ SNAPSHOT_POLL_SECONDS = (1, 300)
 SNAPSHOT_TIMEOUT_MINUTES = (1, 1440)
 SNAPSHOT_RETAIN_COUNT = (1, 1000)
 SNAPSHOT_RETAIN_DAYS = (1, 3650)
+RESIZE_POLL_SECONDS = (1, 300)
+RESIZE_STOP_TIMEOUT_MINUTES = (1, 60)
+RESIZE_START_TIMEOUT_MINUTES = (1, 60)
+RESIZE_STATUS_CHECK_TIMEOUT_MINUTES = (1, 60)
+RESIZE_ROLLBACK_ATTEMPTS = (1, 20)
 
 # CloudWatch Logs accepts only these retention periods (days) -> the CDK RetentionDays member.
 LOG_RETENTION_DAYS: dict[int, str] = {
@@ -94,3 +99,24 @@ STATE_MACHINE_TIMEOUT_MARGIN_MINUTES = 30
 def snapshot_function_name(short: str) -> str:
     """`plan` -> `ec2ops-snapshot-plan`: the deployed name the console and the emulator show."""
     return f"{SNAPSHOT_STATE_MACHINE}-{short}"
+
+
+# The resize workflow (docs/design/resize-workflow.md)
+RESIZE_STATE_MACHINE = "ec2ops-resize"
+RESIZE_FUNCTIONS: dict[str, str] = {  # short name -> handler
+    "plan": "ec2ops_lambda.handlers.resize_plan.plan",
+    "lock": "ec2ops_lambda.handlers.resize.lock",
+    "drive": "ec2ops_lambda.handlers.resize.drive",
+    "finish": "ec2ops_lambda.handlers.resize.finish",
+}
+RESIZE_NOTIFY_SUBJECT = "ec2ops resize"
+RESIZE_LOCK_WORKFLOW = "resize"  # the lock item's `workflow`
+RESIZE_MAX_CANDIDATES = 6  # the target and at most 5 fallback types
+# Revert schedules: EventBridge Scheduler one-time schedules `ec2ops-revert-<instance_id>` in this group.
+RESIZE_SCHEDULE_GROUP = "default"
+RESIZE_SCHEDULE_PREFIX = "ec2ops-revert-"
+
+
+def resize_function_name(short: str) -> str:
+    """`drive` -> `ec2ops-resize-drive`."""
+    return f"{RESIZE_STATE_MACHINE}-{short}"

@@ -11,6 +11,7 @@ from stacks.monitoring import Monitoring
 from stacks.network import Network
 from stacks.orchestration import Orchestration
 from stacks.storage import Storage
+from stacks.workflows.resize import ResizeWorkflow
 from stacks.workflows.snapshot import SnapshotWorkflow
 
 
@@ -34,12 +35,26 @@ class Ec2OpsStack(Stack):
         self.snapshot = SnapshotWorkflow(
             self, "Snapshot", config=config, orchestration=self.orchestration, ledger=self.storage.ledger
         )
+        self.resize = ResizeWorkflow(
+            self,
+            "Resize",
+            config=config,
+            orchestration=self.orchestration,
+            ledger=self.storage.ledger,
+            snapshot_state_machine=self.snapshot.state_machine,
+        )
         self.monitoring = Monitoring(
             self,
             "Monitoring",
             config=config,
-            state_machines={c.SNAPSHOT_STATE_MACHINE: self.snapshot.state_machine},
-            functions={c.snapshot_function_name(short): fn for short, fn in self.snapshot.functions.items()},
+            state_machines={
+                c.SNAPSHOT_STATE_MACHINE: self.snapshot.state_machine,
+                c.RESIZE_STATE_MACHINE: self.resize.state_machine,
+            },
+            functions={
+                **{c.snapshot_function_name(short): fn for short, fn in self.snapshot.functions.items()},
+                **{c.resize_function_name(short): fn for short, fn in self.resize.functions.items()},
+            },
             topic=self.orchestration.topic,
         )
         Tags.of(self).add(c.TAG_APP, c.APP_NAME)

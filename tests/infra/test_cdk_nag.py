@@ -30,7 +30,7 @@ def test_cdk_nag_really_checked_the_stack(every_app: Synthesized) -> None:
     (report,) = every_app.template_path.parent.glob(f"AwsSolutions-*{every_app.stack.artifact_id}-NagReport.csv")
     rows = list(csv.DictReader(report.open()))
     checked = {row["Resource ID"].split("/")[1] for row in rows}
-    assert {"Storage", "Network", "Orchestration", "Snapshot"} <= checked
+    assert {"Storage", "Network", "Orchestration", "Snapshot", "Resize"} <= checked
     assert [row for row in rows if row["Compliance"] == "Non-Compliant"] == []
 
 

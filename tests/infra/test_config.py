@@ -21,6 +21,10 @@ def test_missing_keys_take_the_documented_defaults() -> None:
     assert config.availability_zones == ("us-east-1a", "us-east-1b")
     assert (config.snapshot_poll_seconds, config.snapshot_timeout_minutes) == (15, 60)
     assert (config.snapshot_retain_count, config.snapshot_retain_days) == (7, 30)
+    assert config.resize_poll_seconds == 10
+    assert (config.resize_stop_timeout_minutes, config.resize_start_timeout_minutes) == (10, 10)
+    assert config.resize_status_check_timeout_minutes == 15
+    assert config.resize_rollback_attempts == 5
     assert config.log_retention_days == 30
     assert not config.enable_alarms and not config.enable_kms_key
     assert config.stack_name == "ec2ops-dev"
@@ -33,6 +37,35 @@ def test_cdk_json_holds_a_valid_config() -> None:
         "arn:aws:lambda:us-east-1:017000801446:layer:AWSLambdaPowertoolsPythonV3-python313-x86_64:"
         f"{raw['powertools_layer_version']}"
     )
+
+
+def test_cdk_json_sets_every_key_explicitly_at_its_default() -> None:
+    # What an operator reads in cdk.json is what deploys: no key silently falls back to a default.
+    raw = json.loads(CDK_JSON.read_text())["context"]["ec2ops"]
+    resize_keys = {key for key in Ec2OpsConfig.model_fields if key.startswith("resize_")}
+    assert resize_keys <= set(raw)
+    defaults = Ec2OpsConfig.parse({})
+    assert {key: raw[key] for key in resize_keys} == {key: getattr(defaults, key) for key in resize_keys}
+
+
+@pytest.mark.parametrize(
+    ("key", "low", "high"),
+    [
+        ("resize_poll_seconds", 1, 300),
+        ("resize_stop_timeout_minutes", 1, 60),
+        ("resize_start_timeout_minutes", 1, 60),
+        ("resize_status_check_timeout_minutes", 1, 60),
+        ("resize_rollback_attempts", 1, 20),
+    ],
+)
+def test_resize_keys_accept_their_bounds_and_refuse_beyond(key: str, low: int, high: int) -> None:
+    assert getattr(Ec2OpsConfig.parse({key: low}), key) == low
+    assert getattr(Ec2OpsConfig.parse({key: high}), key) == high
+    for bad, says in ((low - 1, f"greater than or equal to {low}"), (high + 1, f"less than or equal to {high}")):
+        with pytest.raises(ConfigError) as refused:
+            Ec2OpsConfig.parse({key: bad})
+        assert f"key '{key}': " in str(refused.value) and says in str(refused.value)
+        assert f"(got {bad})" in str(refused.value)
 
 
 def test_the_config_is_frozen() -> None:
@@ -58,6 +91,14 @@ def test_the_config_is_frozen() -> None:
         ({"log_retention_days": 31}, "log_retention_days", "not a CloudWatch Logs retention period"),
         ({"powertools_layer_version": 0}, "powertools_layer_version", "greater than or equal to 1"),
         ({"enable_alarms": "yes"}, "enable_alarms", "boolean"),
+        ({"resize_poll_seconds": 0}, "resize_poll_seconds", "greater than or equal to 1"),
+        ({"resize_poll_seconds": "10"}, "resize_poll_seconds", "integer"),
+        ({"resize_stop_timeout_minutes": 61}, "resize_stop_timeout_minutes", "less than or equal to 60"),
+        ({"resize_start_timeout_minutes": 0}, "resize_start_timeout_minutes", "greater than or equal to 1"),
+        ({"resize_status_check_timeout_minutes": 15.5}, "resize_status_check_timeout_minutes", "integer"),
+        ({"resize_rollback_attempts": 21}, "resize_rollback_attempts", "less than or equal to 20"),
+        ({"resize_rollback_attempts": True}, "resize_rollback_attempts", "integer"),
+        ({"resize_poll_second": 10}, "resize_poll_second", "unknown key"),
     ],
     ids=[
         "unknown-key",
@@ -74,6 +115,14 @@ def test_the_config_is_frozen() -> None:
         "log-retention-not-allowed",
         "layer-version-zero",
         "alarms-not-boolean",
+        "resize-poll-zero",
+        "resize-poll-as-string",
+        "resize-stop-timeout-too-long",
+        "resize-start-timeout-zero",
+        "resize-status-check-timeout-fraction",
+        "resize-rollback-attempts-too-many",
+        "resize-rollback-attempts-boolean",
+        "resize-typo",
     ],
 )
 def test_a_bad_key_is_refused_with_an_error_naming_it(raw: dict[str, Any], key: str, says: str) -> None:

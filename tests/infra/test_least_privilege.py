@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from stacks import constants as c
 from stacks.orchestration import LOG_ACTIONS
-from stacks.workflows.snapshot import FUNCTION_ACTIONS
+from stacks.workflows import resize, snapshot
 from tests.infra import iam_helpers as iam
 from tests.infra.synth import Synthesized
 
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("infra")]
+
+# Each workflow's declared Lambda permissions and how its functions are named.
+WORKFLOWS: dict[str, tuple[dict[str, frozenset[str]], Callable[[str], str]]] = {
+    "snapshot": (snapshot.FUNCTION_ACTIONS, c.snapshot_function_name),
+    "resize": (resize.FUNCTION_ACTIONS, c.resize_function_name),
+}
+# Mutating EC2 actions allowed only together with a tag condition, whatever their resource.
+TAG_CONDITIONED = {"ec2:DeleteSnapshot", "ec2:CreateCapacityReservation", "ec2:CancelCapacityReservation"}
 
 
 def test_helpers_map_task_resources_to_the_actions_they_need() -> None:
@@ -60,24 +70,103 @@ def test_mutating_ec2_actions_are_scoped_to_ec2ops_resources(default_app: Synthe
         if statement.effect != "Allow" or not mutating:
             continue
         assert "*" not in statement.resources, statement
-        if any(":instance/" in r for r in statement.resources) or "ec2:DeleteSnapshot" in mutating:
+        if any(":instance/" in r for r in statement.resources) or TAG_CONDITIONED & set(mutating):
             assert statement.condition, f"{statement.source}: {mutating} on {statement.resources} without condition"
 
 
-def test_each_lambda_role_grants_exactly_the_declared_actions(default_app: Synthesized) -> None:
+@pytest.mark.parametrize("workflow", list(WORKFLOWS))
+def test_each_lambda_role_grants_exactly_the_declared_actions(default_app: Synthesized, workflow: str) -> None:
+    declared_actions, function_name = WORKFLOWS[workflow]
     functions = {
         resource["Properties"]["FunctionName"]: resource
         for resource in default_app.resources("AWS::Lambda::Function").values()
     }
-    roles = set()
-    for short, declared in FUNCTION_ACTIONS.items():
-        function = functions[c.snapshot_function_name(short)]
-        role = iam.role_of(function)
-        roles.add(role)
-        granted = iam.allowed_actions(iam.role_statements(default_app.template, role))
-        assert granted == declared | LOG_ACTIONS, f"{short}: extra {granted - declared - LOG_ACTIONS}"
-    # and no two functions share a role
-    assert len(roles) == len(FUNCTION_ACTIONS)
+    for short, declared in declared_actions.items():
+        function = functions[function_name(short)]
+        granted = iam.allowed_actions(iam.role_statements(default_app.template, iam.role_of(function)))
+        assert granted == declared | LOG_ACTIONS, (
+            f"{function_name(short)}: extra {granted - declared - LOG_ACTIONS}, missing {declared - granted}"
+        )
+
+
+def test_no_two_functions_share_a_role(default_app: Synthesized) -> None:
+    functions = default_app.resources("AWS::Lambda::Function").values()
+    assert len(functions) == sum(len(actions) for actions, _ in WORKFLOWS.values())
+    assert len({iam.role_of(function) for function in functions}) == len(functions)
+
+
+def test_the_resize_state_machine_may_invoke_its_functions_start_the_snapshot_and_publish(
+    default_app: Synthesized,
+) -> None:
+    template = default_app.template
+    machines = {r["Properties"]["StateMachineName"]: (lid, r) for lid, r in iam.state_machines(template).items()}
+    snapshot_machine, _ = machines[c.SNAPSHOT_STATE_MACHINE]
+    _, machine = machines[c.RESIZE_STATE_MACHINE]
+    statements = iam.role_statements(template, iam.role_of(machine, "RoleArn"))
+    resources_of = {
+        action: {r for s in statements if s.allows(action) for r in s.resources}
+        for action in iam.allowed_actions(statements)
+    }
+    # Given the resize functions, Then it may invoke exactly those (and their versions)
+    resize_functions = [
+        logical
+        for logical, r in default_app.resources("AWS::Lambda::Function").items()
+        if r["Properties"]["FunctionName"].startswith(f"{c.RESIZE_STATE_MACHINE}-")
+    ]
+    assert len(resize_functions) == len(c.RESIZE_FUNCTIONS)
+    assert resources_of["lambda:InvokeFunction"] == {
+        arn for logical in resize_functions for arn in (f"<{logical}.Arn>", f"<{logical}.Arn>:*")
+    }
+    # and start only ec2ops-snapshot, watching and stopping only its executions (startExecution.sync:2)
+    assert resources_of["states:StartExecution"] == {f"<{snapshot_machine}>"}
+    for action in ("states:DescribeExecution", "states:StopExecution"):
+        (executions,) = resources_of[action]
+        assert ":execution:" in executions and snapshot_machine in executions, executions
+    for action in ("events:PutTargets", "events:PutRule", "events:DescribeRule"):
+        (rule,) = resources_of[action]
+        assert rule.endswith(":rule/StepFunctionsGetEventsForStepFunctionsExecutionRule")
+    # and publish only to the topic
+    (topic,) = default_app.resources("AWS::SNS::Topic")
+    assert resources_of["sns:Publish"] == {f"<{topic}>"}
+    # and nothing else
+    sdk_free = {"lambda:InvokeFunction", "sns:Publish"} | {
+        a for a in iam.allowed_actions(statements) if a.startswith(("states:", "events:", "logs:", "xray:"))
+    }
+    assert iam.allowed_actions(statements) == sdk_free
+
+
+def test_only_the_resize_finish_lambda_may_pass_a_role_and_only_the_scheduler_role_to_scheduler(
+    default_app: Synthesized,
+) -> None:
+    passing = [s for s in iam.all_statements(default_app.template) if s.allows("iam:PassRole")]
+    (statement,) = passing
+    (role,) = statement.resources
+    trust = default_app.template["Resources"][role.strip("<>").removesuffix(".Arn")]["Properties"]
+    assert trust["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "scheduler.amazonaws.com"}
+    assert statement.condition == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}
+    (finish,) = [
+        r
+        for r in default_app.resources("AWS::Lambda::Function").values()
+        if r["Properties"]["FunctionName"] == c.resize_function_name("finish")
+    ]
+    assert any(s.allows("iam:PassRole") for s in iam.role_statements(default_app.template, iam.role_of(finish)))
+
+
+def test_capacity_reservations_are_created_tagged_and_only_those_cancelled(default_app: Synthesized) -> None:
+    statements = iam.all_statements(default_app.template)
+    tag = f"{c.TAG_CREATED_BY}"
+    expected = {
+        "ec2:CreateCapacityReservation": {"StringEquals": {f"aws:RequestTag/{tag}": c.APP_NAME}},
+        "ec2:CreateTags": {"StringEquals": {"ec2:CreateAction": "CreateCapacityReservation"}},
+        "ec2:CancelCapacityReservation": {"StringEquals": {f"aws:ResourceTag/{tag}": c.APP_NAME}},
+        "ec2:ModifyInstanceCapacityReservationAttributes": {"StringEquals": {f"aws:ResourceTag/{tag}": c.APP_NAME}},
+    }
+    for action, condition in expected.items():
+        granting = [s for s in statements if s.allows(action) and any("capacity-reservation" in r for r in s.resources)]
+        assert granting, action
+        for statement in granting:
+            assert statement.resources == ("arn:aws:ec2:us-east-1:<AWS::AccountId>:capacity-reservation/*",)
+            assert statement.condition == condition, action
 
 
 def test_a_lambda_writes_only_to_its_own_log_group(default_app: Synthesized) -> None:

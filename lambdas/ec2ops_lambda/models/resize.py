@@ -156,6 +156,7 @@ class ResizePlan(BaseModel):
     public_ipv4_changes: bool
     expected_downtime_seconds: int
     summary: str
+    snapshot_reason: str  # what the nested ec2ops-snapshot records: within its 256-character limit
 
     @property
     def label(self) -> str:

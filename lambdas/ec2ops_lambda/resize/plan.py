@@ -41,6 +41,7 @@ STOP_SECONDS = 60
 START_SECONDS = 25
 STATUS_CHECK_SECONDS = 60
 MIB_PER_GIB = 1024
+SNAPSHOT_REASON_LIMIT = 256  # ec2ops-snapshot refuses a longer reason
 
 
 def parse_plan_event(event: Any) -> tuple[ResizeRequest, str, str]:
@@ -352,6 +353,7 @@ def make_plan(event: Any, *, ec2: Ec2, types: Ec2Types, prices: PriceBook) -> Re
         memory_gib=memory,
         public_ipv4_changes=ip_changes,
         expected_downtime_seconds=downtime,
+        snapshot_reason=f"before resize {change_id}: {request.reason}"[:SNAPSHOT_REASON_LIMIT],
         summary=_summary(
             request,
             status=status,

@@ -135,3 +135,12 @@ def test_a_smaller_type_shows_a_saving(launch: Launch, planned: Planned) -> None
     assert "$0.3328/h -> $0.0832/h (-$0.2496/h)" in plan["summary"]
     assert "32 -> 8 GiB" in plan["summary"]
     assert "quota" not in plan["summary"]
+
+
+def test_the_snapshot_reason_names_the_change_and_fits_the_snapshot_limit(launch: Launch, planned: Planned) -> None:
+    instance_id = launch()
+    short = planned(instance_id, reason="phase 2")
+    long = planned(instance_id, reason="x" * 256)
+    assert short["snapshot_reason"] == f"before resize {CHANGE_ID}: phase 2"
+    assert len(long["snapshot_reason"]) == 256
+    assert long["snapshot_reason"].startswith(f"before resize {CHANGE_ID}: xxx")

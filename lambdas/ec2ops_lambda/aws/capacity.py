@@ -1,0 +1,78 @@
+"""On-demand capacity reservations: reserve a candidate type before the stop, cancel it when the resize ends."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Protocol
+
+import boto3
+from botocore.exceptions import ClientError
+
+from ec2ops_lambda.aws.ec2 import error_code
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+
+# Already cancelled or expired (IncorrectState: ours have no commitment, so only a non-active one is refused) or gone.
+_GONE = {"InvalidCapacityReservationId.NotFound", "InvalidCapacityReservationId.Malformed", "IncorrectState"}
+_TOKEN_LIMIT = 64
+
+
+def client_token(instance_type: str, change_id: str) -> str:
+    """The same request retried (a Lambda retry) gets the same reservation back, not a second billed one."""
+    return f"{instance_type}-{change_id}"[:_TOKEN_LIMIT]
+
+
+class Capacity(Protocol):
+    """The reservation calls drive and finish make; Ec2Capacity on AWS, a scripted fake in the unit tests."""
+
+    def reserve(self, instance_type: str, availability_zone: str, *, client_token: str, tags: Mapping[str, str]) -> str:
+        """Reserve one instance of this type in this AZ for targeted use; returns the reservation id."""
+        ...
+
+    def cancel(self, reservation_id: str) -> bool:
+        """Cancel the reservation; False when it was already cancelled or gone."""
+        ...
+
+
+class Ec2Capacity:
+    """Capacity reservations on EC2, with a client made on first use (never at import)."""
+
+    def __init__(self, client: EC2Client | None = None) -> None:
+        self._client = client
+
+    @property
+    def client(self) -> EC2Client:
+        """The boto3 client, created lazily so importing a handler makes no AWS call."""
+        if self._client is None:
+            self._client = boto3.client("ec2")
+        return self._client
+
+    def reserve(self, instance_type: str, availability_zone: str, *, client_token: str, tags: Mapping[str, str]) -> str:
+        """CreateCapacityReservation: one Linux/UNIX instance, targeted, until cancelled."""
+        response = self.client.create_capacity_reservation(
+            InstanceType=instance_type,
+            InstancePlatform="Linux/UNIX",
+            AvailabilityZone=availability_zone,
+            InstanceCount=1,
+            EndDateType="unlimited",
+            InstanceMatchCriteria="targeted",
+            ClientToken=client_token,
+            TagSpecifications=[
+                {
+                    "ResourceType": "capacity-reservation",
+                    "Tags": [{"Key": key, "Value": value} for key, value in tags.items()],
+                }
+            ],
+        )
+        return str(response["CapacityReservation"]["CapacityReservationId"])
+
+    def cancel(self, reservation_id: str) -> bool:
+        """CancelCapacityReservation; one already cancelled, expired or unknown is not an error."""
+        try:
+            self.client.cancel_capacity_reservation(CapacityReservationId=reservation_id)
+        except ClientError as error:
+            if error_code(error) in _GONE:
+                return False
+            raise
+        return True

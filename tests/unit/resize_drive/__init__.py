@@ -1,0 +1,1 @@
+"""Unit tests of the resize drive loop, lock and finish steps."""
