@@ -1,4 +1,4 @@
-"""`make bench`: what the snapshot workflow costs on ec2ops.local, in real time, emulated time and AWS calls.
+"""`make bench`: what the snapshot and resize workflows cost on ec2ops.local: real time, emulated time, calls.
 
 Figures only; nothing here passes or fails. Later issues add cost, latency and pool-choice benchmarks.
 """

@@ -31,15 +31,15 @@ def heading(text: str) -> None:
     say(f"== {text}")
 
 
-def describe_run(result: ExecutionResult) -> None:
+def describe_run(result: ExecutionResult, *, wait_state: str = "WaitForSnapshots", waited_for: str = "EBS") -> None:
     counts = result.counts
-    polls = counts.states_entered.get("WaitForSnapshots", 0)
+    polls = counts.states_entered.get(wait_state, 0)
     invocations = ", ".join(
-        f"{name.removeprefix('ec2ops-snapshot-')} x{n}" for name, n in counts.lambda_invocations.items()
+        f"{name.removeprefix('ec2ops-').split('-', 1)[-1]} x{n}" for name, n in counts.lambda_invocations.items()
     )
     say(f"   execution {result.name}: {result.status}")
     say(
-        f"   {counts.state_transitions} state transitions, {polls} polls while EBS worked, "
+        f"   {counts.state_transitions} state transitions, {polls} polls while {waited_for} worked, "
         f"{sum(counts.lambda_invocations.values())} Lambda invocations ({invocations})"
     )
     say(f"   AWS calls: {', '.join(f'{k} x{v}' for k, v in sorted(counts.api_calls.items()))}")
@@ -63,6 +63,65 @@ def list_snapshots(cloud: LocalCloud, instance_id: str) -> None:
 def show_ledger(items: Iterable[dict[str, Any]]) -> None:
     for item in items:
         say(f"   {item['at']}  {item['kind']:<16} {item['what']}")
+
+
+def show_instance(cloud: LocalCloud, instance_id: str) -> None:
+    instance = cloud.instance(instance_id)
+    say(
+        f"   {instance_id} is {instance['State']['Name']} as {instance['InstanceType']}; "
+        f"states since launch: {' -> '.join(cloud.instance_history(instance_id))}"
+    )
+
+
+def resize_story(cloud: LocalCloud, iid: str) -> None:
+    """The upgrade-for-a-phase story of docs/resize.md, then a rollback."""
+    heading("Dry run: what would t3.2xlarge -> c7i.8xlarge do?")
+    planned = cloud.run(
+        "resize",
+        {"instance_id": iid, "target_type": "c7i.8xlarge", "dry_run": True, "reason": "phase 2 needs 32 vCPUs"},
+        name="phase-2-dry-run",
+    )
+    say(f"   {planned.output['plan']['summary']}")
+
+    heading("Resize for the heavy phase: snapshot first, c6i.8xlarge as fallback, back down after 55 h")
+    say("   (injected: no c7i.8xlarge capacity at the first start)")
+    cloud.inject_fault("ec2", "StartInstances", "InsufficientInstanceCapacity")
+    result = cloud.run(
+        "resize",
+        {
+            "instance_id": iid,
+            "target_type": "c7i.8xlarge",
+            "fallback_types": ["c6i.8xlarge"],
+            "snapshot": True,
+            "revert_after_hours": 55,
+            "reason": "phase 2 needs 32 vCPUs",
+        },
+        name="phase-2",
+    )
+    describe_run(result, wait_state="WaitPoll", waited_for="EC2")
+    if result.output:
+        say(f"   -> {result.output['message']}")
+    show_instance(cloud, iid)
+
+    heading("55 hours later, the scheduled revert runs by itself")
+    cloud.clock.advance(hours=55, minutes=1)
+    for revert in [
+        r
+        for r in cloud.wait_all()
+        if r.state_machine == "ec2ops-resize" and r.arn != result.arn and r.name not in ("phase-2-dry-run",)
+    ]:
+        describe_run(revert, wait_state="WaitPoll", waited_for="EC2")
+    show_instance(cloud, iid)
+
+    heading("A resize whose status checks fail (injected) rolls back")
+    cloud.impair_next_start(instance_id=iid)
+    failed = cloud.run(
+        "resize",
+        {"instance_id": iid, "target_type": "m7i.2xlarge", "snapshot": False, "reason": "try m7i"},
+        name="try-m7i",
+    )
+    describe_run(failed, wait_state="WaitPoll", waited_for="EC2")
+    show_instance(cloud, iid)
 
 
 def main() -> int:
@@ -109,6 +168,8 @@ def main() -> int:
         cloud.fail_next_snapshots(times=1, message="Snapshot failed: volume I/O error (injected)")
         describe_run(cloud.run("snapshot", {"instance_id": iid, "reason": "before upgrade"}, name="broken-ebs"))
         list_snapshots(cloud, iid)
+
+        resize_story(cloud, iid)
 
         heading("The ledger (DynamoDB) for the instance")
         show_ledger(cloud.ledger_items(f"instance#{iid}"))

@@ -235,8 +235,6 @@ class ResizeWorkflow(Construct):
             allow(frozenset({"ec2:CreateCapacityReservation"}), [reservations], created_by_us),
             allow(frozenset({"ec2:CreateTags"}), [reservations], at_creation),
             allow(frozenset({"ec2:CancelCapacityReservation"}), [reservations], carries_our_tag),
-            # Pointing the instance at a reservation may also be authorized against the reservation: ours only.
-            allow(frozenset({"ec2:ModifyInstanceCapacityReservationAttributes"}), [reservations], carries_our_tag),
         ]
         if any(reserves):
             reasons.append(
@@ -245,7 +243,7 @@ class ResizeWorkflow(Construct):
                     applies_to=[{"regex": self._ec2_arn_regex("capacity-reservation")}],
                     reason="capacity-reservation/*: the id does not exist before CreateCapacityReservation. Creating "
                     f"requires the tag {c.TAG_CREATED_BY}={c.APP_NAME} in the request, tagging is allowed only at "
-                    "creation (ec2:CreateAction); cancelling and targeting only reservations that carry the tag.",
+                    "creation (ec2:CreateAction); cancelling only reservations that carry the tag.",
                 )
             )
         if actions & LEDGER_ACTIONS:

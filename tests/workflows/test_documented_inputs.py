@@ -29,3 +29,12 @@ def test_every_documented_snapshot_input_runs(cloud: LocalCloud, example: dict[s
     result = cloud.run("snapshot", json.loads(json.dumps(example).replace(EXAMPLE_ID, iid)))
     assert result.status == "SUCCEEDED", result.cause
     assert result.output["instance_id"] == iid
+
+
+@pytest.mark.parametrize("example", console_inputs("resize.md"), ids=lambda e: ",".join(sorted(e)))
+def test_every_documented_resize_input_runs(cloud: LocalCloud, example: dict[str, Any]) -> None:
+    iid = cloud.launch_instance("t3.2xlarge", availability_zone="us-east-1a")
+    result = cloud.run("resize", json.loads(json.dumps(example).replace(EXAMPLE_ID, iid)))
+    assert result.status == "SUCCEEDED", result.cause
+    assert result.output["status"] in ("resized", "planned")
+    assert cloud.instance(iid)["State"]["Name"] == "running"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -31,7 +32,9 @@ def ends_running_on(cloud: LocalCloud, iid: str, instance_type: str) -> None:
 # --- the story of the issue -------------------------------------------------------------------------------------
 
 
-def test_upgrade_with_snapshot_ends_running_on_the_target_and_is_recorded(cloud: LocalCloud) -> None:
+def test_upgrade_with_snapshot_ends_running_on_the_target_and_is_recorded(
+    cloud: LocalCloud, record_property: Callable[[str, object], None]
+) -> None:
     # Given a managed t3.2xlarge running a long job
     iid = cloud.launch_instance(FROM, extra_volumes_gib=(100,))
     # When it is resized to c7i.8xlarge with a snapshot first
@@ -53,10 +56,11 @@ def test_upgrade_with_snapshot_ends_running_on_the_target_and_is_recorded(cloud:
     history = cloud.instance_history(iid)
     assert history[-4:] == ["stopping", "stopped", "pending", "running"]
     assert result.counts.states_entered["WaitPoll"] >= 4
-    print(
-        f"\nhappy-path resize: {result.counts.state_transitions} state transitions, "
-        f"{sum(result.counts.lambda_invocations.values())} Lambda invocations, "
-        f"{sum(result.counts.api_calls.values())} AWS calls"
+    record_property(  # shown in the test run's "figures" section (tests/conftest.py)
+        "figure",
+        f"resize happy path (with snapshot): {result.counts.state_transitions} state transitions, "
+        f"{result.counts.states_entered['WaitPoll']} polls, {sum(result.counts.lambda_invocations.values())} Lambda "
+        f"invocations, {sum(result.counts.api_calls.values())} AWS calls",
     )
 
 
@@ -165,7 +169,9 @@ def test_a_reservation_is_made_before_the_stop_and_released_after(cloud: LocalCl
     assert result.status == "SUCCEEDED", result.cause
     ends_running_on(cloud, iid, FALLBACK)
     reservations = cloud.ec2.describe_capacity_reservations()["CapacityReservations"]
-    assert [(r["InstanceType"], r["State"]) for r in reservations] == [(FALLBACK, "cancelled")]
+    assert [(r["InstanceType"], r["State"], r["InstanceMatchCriteria"]) for r in reservations] == [
+        (FALLBACK, "cancelled", "open")
+    ]
 
 
 def test_nothing_reservable_stops_before_touching_the_instance(cloud: LocalCloud) -> None:

@@ -1,4 +1,13 @@
-"""On-demand capacity reservations: reserve a candidate type before the stop, cancel it when the resize ends."""
+"""On-demand capacity reservations: reserve a candidate type before the stop, cancel it when the resize ends.
+
+The reservation is open (InstanceMatchCriteria="open"), never targeted: an instance whose preference is the default
+`open` and whose type, platform and AZ match uses it by itself when it starts, so ec2ops never points the instance at
+it, and cancelling it afterwards leaves nothing behind on the instance (an instance that targets a cancelled
+reservation cannot launch, and its target can only be changed while it is stopped). The trade-off: an open
+reservation can be taken by any matching instance, so another instance of the same type started in the same AZ
+between the reservation and our start (the time the stop takes) may use it; the start may then meet a capacity
+error, which the drive loop's usual no-capacity handling (rollback to the original type) takes care of.
+"""
 
 from __future__ import annotations
 
@@ -27,7 +36,7 @@ class Capacity(Protocol):
     """The reservation calls drive and finish make; Ec2Capacity on AWS, a scripted fake in the unit tests."""
 
     def reserve(self, instance_type: str, availability_zone: str, *, client_token: str, tags: Mapping[str, str]) -> str:
-        """Reserve one instance of this type in this AZ for targeted use; returns the reservation id."""
+        """Reserve one instance of this type in this AZ, open to any matching instance; returns the reservation id."""
         ...
 
     def cancel(self, reservation_id: str) -> bool:
@@ -49,14 +58,14 @@ class Ec2Capacity:
         return self._client
 
     def reserve(self, instance_type: str, availability_zone: str, *, client_token: str, tags: Mapping[str, str]) -> str:
-        """CreateCapacityReservation: one Linux/UNIX instance, targeted, until cancelled."""
+        """CreateCapacityReservation: one Linux/UNIX instance, open (used by a matching start), until cancelled."""
         response = self.client.create_capacity_reservation(
             InstanceType=instance_type,
             InstancePlatform="Linux/UNIX",
             AvailabilityZone=availability_zone,
             InstanceCount=1,
             EndDateType="unlimited",
-            InstanceMatchCriteria="targeted",
+            InstanceMatchCriteria="open",
             ClientToken=client_token,
             TagSpecifications=[
                 {

@@ -4,6 +4,12 @@ Forward: reserve? -> stop -> wait_stopped -> modify -> start -> wait_running -> 
 No capacity on start (an error, or a silent return to `stopped`) moves to the next candidate type. Any other
 failure turns back: the rollback phases read the instance first and act on what it actually is, until it runs
 (or, if it was stopped, stays stopped) on its original type again. The state machine waits between calls.
+
+A reservation (when asked) is open, not targeted: the instance keeps the default `open` preference and its start
+uses the reservation by itself, so nothing on the instance refers to it once finish cancels it. The trade-off:
+another instance of the same type started in the same AZ between the reservation and the start (while the
+instance stops) could take it, and the start then may meet a capacity error; that is handled like any other (the
+reservation fixed the type, so no other candidate is tried: the loop rolls back to the original type).
 """
 
 from __future__ import annotations
@@ -224,7 +230,11 @@ class _Machine:
     # --- forward ----------------------------------------------------------------------------------------------
 
     def reserve(self) -> None:
-        """Reserve the current candidate before the stop, so the start cannot fail for capacity."""
+        """Reserve the current candidate, open, before the stop, so the start is very unlikely to fail for capacity.
+
+        The instance is never pointed at the reservation: with its default `open` preference, a start of the reserved
+        type in that AZ uses it. Only another matching instance started before ours (during the stop) could take it.
+        """
         wanted, zone = self.candidate, self.plan.availability_zone
         tags = {**RESOURCE_TAGS, "ec2ops:instance-id": self.plan.instance_id, "ec2ops:change-id": self.plan.change_id}
         try:
@@ -247,7 +257,7 @@ class _Machine:
             return
         self.progress.reservation_id = reservation_id
         self.progress.reserved_type = wanted
-        self.log(f"reserved capacity for one {wanted} in {zone} ({reservation_id})")
+        self.log(f"reserved capacity for one {wanted} in {zone} ({reservation_id}, open: the start will use it)")
         self.go("stop")
 
     def stop(self) -> None:
@@ -278,7 +288,10 @@ class _Machine:
             )
 
     def modify(self) -> None:
-        """Set the candidate type on the stopped instance, and point it at the reservation if one was made."""
+        """Set the candidate type on the stopped instance; one that targets a reservation is moved to open capacity.
+
+        A reservation ec2ops made is open and needs nothing here: the start uses it.
+        """
         seen = self.observe()
         if seen.state != "stopped":
             self.turn_back(
@@ -290,11 +303,9 @@ class _Machine:
             self.instances.set_type(self.plan.instance_id, wanted)
         self.progress.current_type = wanted
         line = f"type set to {wanted}"
-        if self.progress.reservation_id is not None:
-            self.instances.set_reservation(self.plan.instance_id, self.progress.reservation_id)
-            line += f", targeting reservation {self.progress.reservation_id}"
-        elif seen.reservation_target is not None:
-            # A targeted reservation holds one type only, and one ec2ops cancelled would keep the start from working.
+        if seen.reservation_target is not None:
+            # A targeting instance launches only into that reservation: one of another type, or a cancelled one,
+            # would keep the start from working, and open capacity includes the open reservation ec2ops made.
             self.instances.set_reservation(self.plan.instance_id, None)
             line += f"; it targeted capacity reservation {seen.reservation_target}, now any open capacity"
         self.log(line)
@@ -410,7 +421,6 @@ class _Machine:
             and self.progress.stop_requested_at is None
             and seen.instance_type == self.plan.from_type
             and seen.state == original_state
-            and (seen.reservation_target is None or seen.reservation_target != self.progress.reservation_id)
         )
 
     def rollback_from(self, seen: InstanceView) -> None:
@@ -439,25 +449,25 @@ class _Machine:
             self.rollback_wait(self.progress.phase, self.config.start_timeout_seconds, seen)
 
     def rollback_stopped(self, seen: InstanceView) -> None:
-        """Stopped: put the original type (and open capacity) back, then start it if it was running."""
+        """Stopped: put the original type back (a targeting instance moves to open capacity), start it if it ran."""
         original, instance_id = self.plan.from_type, self.plan.instance_id
         if self.progress.phase == "rollback_wait_running":
             reason = f"{seen.reason_code or 'no reason given'}: {seen.reason_message or 'no message'}"
             self.retry_start_later(f"the start on {original} was accepted, then returned to stopped ({reason})")
             return
-        ours = self.progress.reservation_id
         retype = seen.instance_type != original
         if retype:
             self.progress.phase = "rollback_modify"
             self.instances.set_type(instance_id, original)
             self.progress.current_type = original
             self.log(f"rollback: type set back to {original}")
-        untarget = ours is not None and (seen.reservation_target == ours or retype)
+        target = seen.reservation_target
+        untarget = retype and target is not None
         if untarget:
-            # The reservation holds the new type only: a start on the original type must use open capacity.
+            # As on the way forward: a targeted reservation may not hold this type, or be cancelled.
             self.progress.phase = "rollback_modify"
             self.instances.set_reservation(instance_id, None)
-            self.log(f"rollback: no longer targets capacity reservation {ours}")
+            self.log(f"rollback: no longer targets capacity reservation {target}, now any open capacity")
         changed = retype or untarget
         if not self.plan.was_running:
             self.end("rolled_back", f"rolled back: stopped on {original}, as it was")

@@ -184,11 +184,6 @@ class _Finish:
         self.notes.append(
             f"The capacity reservation {reservation_id} was {'cancelled' if cancelled else 'already cancelled'}."
         )
-        if self.progress.outcome == "resized" and self.plan.was_running:
-            self.notes.append(
-                "The instance still targets that reservation: before starting it again after a stop, set its "
-                "Capacity Reservation setting to open (a later ec2ops resize does this by itself)."
-            )
 
     def look(self) -> InstanceView | None:
         """The instance now, for the cause and the record; None when it cannot be read."""

@@ -2,7 +2,9 @@
 
 moto stops and starts at once, never runs out of capacity, always passes status checks and has no capacity
 reservations, so the drive loop's interesting paths are told here. It answers like EC2 where it matters:
-a type change or a start from the wrong state is refused with IncorrectInstanceState.
+a type change or a start from the wrong state is refused with IncorrectInstanceState. Reservations are open, as
+ec2ops makes them: a start that does not target a reservation uses a free active one of its type (`used_by`), and
+an instance that targets one launches only into it while it is active and of its type.
 """
 
 from __future__ import annotations
@@ -105,6 +107,21 @@ class FakeEc2:
             self.reason_code = "Client.UserInitiatedShutdown"
             self.reason_message = "Client.UserInitiatedShutdown: User initiated shutdown"
             self._countdown = self.stop_polls
+            self._release()
+
+    def _release(self) -> None:
+        """A stopped instance no longer uses the open reservation it ran in."""
+        for reservation in self.reservations.values():
+            if reservation["used_by"] == self.instance_id:
+                reservation["used_by"] = None
+
+    def _take_open_reservation(self) -> None:
+        """A start with the default `open` preference runs in a free active reservation of its type, if any."""
+        for reservation in self.reservations.values():
+            free = reservation["state"] == "active" and reservation["used_by"] is None
+            if free and reservation["type"] == self.instance_type:
+                reservation["used_by"] = self.instance_id
+                return
 
     def start(self, instance_id: str) -> None:
         self._call("start", self.instance_type)
@@ -121,6 +138,8 @@ class FakeEc2:
         self.state = "pending"
         self._countdown = self.start_polls
         self._after_pending = outcome
+        if target is None and outcome != "silent":
+            self._take_open_reservation()
 
     def set_type(self, instance_id: str, instance_type: str) -> None:
         self._call("set_type", instance_type)
@@ -154,6 +173,7 @@ class FakeEc2:
             "state": "active",
             "token": client_token,
             "tags": dict(tags),
+            "used_by": None,
         }
         return reservation_id
 
@@ -163,6 +183,7 @@ class FakeEc2:
         if reservation is None or reservation["state"] != "active":
             return False
         reservation["state"] = "cancelled"
+        reservation["used_by"] = None
         return True
 
     # --- what tests check -----------------------------------------------------------------------------------

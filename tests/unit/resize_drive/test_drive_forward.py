@@ -114,7 +114,7 @@ def test_status_checks_initializing_are_waited_for(story: MakeStory) -> None:
     assert ec2.names().count("status_checks") == 11
 
 
-def test_reservation_success_narrows_candidates_and_targets_the_instance(story: MakeStory) -> None:
+def test_reservation_success_narrows_candidates_and_the_start_uses_the_open_reservation(story: MakeStory) -> None:
     # Given the target cannot be reserved but the fallback can
     ec2 = FakeEc2(unreservable={"m5.large"})
     loop = story(ec2, reserve_capacity=True)
@@ -122,7 +122,7 @@ def test_reservation_success_narrows_candidates_and_targets_the_instance(story: 
     first = loop.call()
     assert first.phase == "reserve" and first.candidate_index == 1
     progress = loop.run()
-    # Then the fallback was reserved, used and targeted, and the target never tried for the start
+    # Then the fallback was reserved and used, and the target never tried for the start
     assert progress.outcome == "resized"
     assert progress.reserved_type == "m5a.large"
     assert progress.reservation_id in ec2.reservations
@@ -133,9 +133,39 @@ def test_reservation_success_narrows_candidates_and_targets_the_instance(story: 
         ("reserve", "m5a.large"),
         ("stop",),
         ("set_type", "m5a.large"),
-        ("set_reservation", progress.reservation_id),
         ("start", "m5a.large"),
     ]
+    # and the instance was never pointed at the reservation: it is open, the start ran in it by itself
+    assert "set_reservation" not in ec2.names()
+    assert ec2.reservation_target is None
+    assert ec2.reservations[progress.reservation_id]["used_by"] == ec2.instance_id
+
+
+def test_after_a_reserved_resize_and_the_cancel_a_plain_stop_and_start_works(story: MakeStory) -> None:
+    # Given a reserved resize that worked, and its reservation cancelled (as finish does)
+    ec2 = FakeEc2()
+    progress = story(ec2, reserve_capacity=True).run()
+    assert progress.outcome == "resized" and progress.reservation_id is not None
+    assert ec2.cancel(progress.reservation_id)
+    # When the user stops and starts the instance outside ec2ops
+    ec2.stop(ec2.instance_id)
+    assert ec2.observe(ec2.instance_id).state == "stopped"
+    ec2.start(ec2.instance_id)
+    # Then it starts: nothing on the instance refers to the cancelled reservation
+    assert ec2.observe(ec2.instance_id).state == "running"
+    assert ec2.reservation_target is None
+
+
+def test_reserved_resize_of_an_instance_targeting_another_reservation_moves_it_to_open(story: MakeStory) -> None:
+    # Given an instance that targets some other reservation, and a reserved resize
+    ec2 = FakeEc2(reservation_target="cr-00000000000000old")
+    progress = story(ec2, reserve_capacity=True).run()
+    # Then the type change moves it to open capacity (never to ec2ops's reservation), and the start uses ours
+    assert progress.outcome == "resized"
+    assert [call for call in ec2.changes() if call[0] == "set_reservation"] == [("set_reservation", "open")]
+    assert ec2.reservation_target is None
+    assert progress.reservation_id is not None
+    assert ec2.reservations[progress.reservation_id]["used_by"] == ec2.instance_id
 
 
 def test_nothing_reservable_aborts_before_anything_is_touched(story: MakeStory) -> None:

@@ -120,19 +120,52 @@ def test_rollback_start_that_falls_back_silently_counts_as_an_attempt(story: Mak
     assert (ec2.state, ec2.instance_type) == ("running", "t3.large")
 
 
-def test_rollback_with_a_reservation_points_the_instance_back_at_open_capacity(story: MakeStory) -> None:
+def test_rollback_with_a_reservation_leaves_the_capacity_setting_alone(story: MakeStory) -> None:
     # Given a reserved m5.large that still cannot start (a reservation does not cover every failure)
     ec2 = FakeEc2(starts={"m5.large": ["error:Unsupported"]})
     loop = story(ec2, reserve_capacity=True)
     progress = loop.run()
-    # Then there is no second candidate (the reservation fixed the type), and the rollback stops targeting it
+    # Then there is no second candidate (the reservation fixed the type), and the rollback has nothing to untarget
     assert progress.outcome == "rolled_back"
     assert progress.first_failure is not None
     assert progress.first_failure.error == "Unsupported"
     assert "m5a.large" not in [entry.type for entry in progress.tried]
+    assert "set_reservation" not in ec2.names()
     assert ec2.reservation_target is None
     assert (ec2.state, ec2.instance_type) == ("running", "t3.large")
     assert progress.reservation_id is not None  # finish cancels it
+
+
+def test_open_reservation_taken_by_another_instance_rolls_back(story: MakeStory) -> None:
+    # Given a reserved m5.large whose open reservation another instance takes before our start, which then fails
+    ec2 = FakeEc2(starts={"m5.large": [NO_CAPACITY]})
+    loop = story(ec2, reserve_capacity=True)
+    progress = loop.run_until("stop")
+    assert progress.reservation_id is not None
+    ec2.reservations[progress.reservation_id]["used_by"] = "i-0fffffffffffffff0"
+    progress = loop.run()
+    # Then the usual no-capacity handling applies: no other candidate (the type is fixed), back on the original type
+    assert progress.outcome == "rolled_back"
+    assert progress.first_failure is not None
+    assert progress.first_failure.error == "InsufficientInstanceCapacity"
+    assert [(entry.type, entry.result) for entry in progress.tried] == [("m5.large", "no capacity")]
+    assert (ec2.state, ec2.instance_type) == ("running", "t3.large")
+
+
+def test_rollback_moves_an_instance_still_targeting_a_reservation_to_open(story: MakeStory) -> None:
+    # Given an instance targeting an old reservation, whose type changes but whose move to open capacity is refused
+    ec2 = FakeEc2(
+        reservation_target="cr-00000000000000old",
+        fail_next={"set_reservation": client_error("InvalidParameterValue", "no")},
+    )
+    progress = story(ec2).run()
+    # Then the rollback sets the type back, moves it to open capacity, and it starts on its original type
+    assert progress.outcome == "rolled_back"
+    assert progress.first_failure is not None
+    assert progress.first_failure.error == "InvalidParameterValue"
+    assert [call for call in ec2.changes() if call[0] == "set_reservation"] == [("set_reservation", "open")] * 2
+    assert ec2.reservation_target is None
+    assert (ec2.state, ec2.instance_type) == ("running", "t3.large")
 
 
 def test_an_error_inside_the_rollback_counts_as_an_attempt(story: MakeStory) -> None:

@@ -106,6 +106,7 @@ def test_resized_finish_records_releases_schedules_and_cancels(world: World) -> 
     assert result.revert_at == FINISHED_AT + timedelta(hours=55)
     assert "Resized web-1" in result.message and "m5.large" in result.message
     assert "2025-06-04T15:30:00.000Z" in result.message
+    assert "targets" not in result.message  # the reservation is open: nothing on the instance refers to it
     # and the reservation is cancelled, the lock released
     assert world.capacity.reservations[reservation_id]["state"] == "cancelled"
     assert world.lock_holder() is None
