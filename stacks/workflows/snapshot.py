@@ -5,11 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import cast
 
-from aws_cdk import CfnElement, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnElement, Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from cdk_nag import NagPackSuppression, NagSuppressions
@@ -18,6 +17,7 @@ from constructs import Construct
 from stacks import constants as c
 from stacks.config import Ec2OpsConfig
 from stacks.orchestration import Orchestration
+from stacks.workflows.common import ALL_ERRORS, invoke_lambda, standard_state_machine
 
 # What each Lambda's own role may do beyond writing its own logs: the one place to change it (the tests compare).
 FUNCTION_ACTIONS: dict[str, frozenset[str]] = {
@@ -27,13 +27,6 @@ FUNCTION_ACTIONS: dict[str, frozenset[str]] = {
     "record": frozenset({"dynamodb:PutItem"}),
     "record-failure": frozenset({"ec2:DescribeSnapshots", "ec2:DeleteSnapshot", "dynamodb:PutItem", "sns:Publish"}),
 }
-ALL_ERRORS = "States.ALL"
-LAMBDA_TRANSIENT_ERRORS = (
-    "Lambda.ServiceException",
-    "Lambda.AWSLambdaException",
-    "Lambda.SdkClientException",
-    "Lambda.TooManyRequestsException",
-)
 
 
 class SnapshotWorkflow(Construct):
@@ -125,26 +118,14 @@ class SnapshotWorkflow(Construct):
 
     # --- the state machine -----------------------------------------------------------------------------------
     def _build_state_machine(self) -> sfn.StateMachine:
-        log_group = logs.LogGroup(
+        state_machine = standard_state_machine(
             self,
-            "StateMachineLogs",
-            log_group_name=f"/aws/vendedlogs/states/{c.SNAPSHOT_STATE_MACHINE}",
-            retention=logs.RetentionDays[c.LOG_RETENTION_DAYS[self._config.log_retention_days]],
-            removal_policy=RemovalPolicy.DESTROY,
-        )
-        state_machine = sfn.StateMachine(
-            self,
-            "StateMachine",
-            state_machine_name=c.SNAPSHOT_STATE_MACHINE,
-            state_machine_type=sfn.StateMachineType.STANDARD,
-            definition_body=sfn.DefinitionBody.from_chainable(self._build_definition()),
-            logs=sfn.LogOptions(destination=log_group, level=sfn.LogLevel.ALL, include_execution_data=True),
-            tracing_enabled=True,
+            name=c.SNAPSHOT_STATE_MACHINE,
+            definition=self._build_definition(),
             timeout=Duration.minutes(self._config.snapshot_timeout_minutes + c.STATE_MACHINE_TIMEOUT_MARGIN_MINUTES),
+            config=self._config,
+            base=self._base,
         )
-        if self._base.key is not None:
-            # SnsPublish grants sns:Publish only; an encrypted topic also needs its key.
-            self._base.topic.grant_publish(state_machine)
         self._suppress_state_machine_findings(state_machine)
         return state_machine
 
@@ -247,25 +228,7 @@ class SnapshotWorkflow(Construct):
         )
 
     def _invoke(self, state_id: str, short: str, payload: dict[str, object], result_path: str) -> tasks.LambdaInvoke:
-        """The Lambda's return value lands at `result_path`. Only the Lambda service's transient errors are retried,
-        never the handler's own named errors (a refusal fails at once with its name) nor a handler timeout (a
-        retried prune or record could act twice)."""
-        task = tasks.LambdaInvoke(
-            self,
-            state_id,
-            lambda_function=self.functions[short],
-            payload=sfn.TaskInput.from_object(payload),
-            payload_response_only=True,
-            retry_on_service_exceptions=False,
-            result_path=result_path,
-        )
-        task.add_retry(
-            errors=list(LAMBDA_TRANSIENT_ERRORS),
-            interval=Duration.seconds(2),
-            max_attempts=6,
-            backoff_rate=2,
-        )
-        return task
+        return invoke_lambda(self, state_id, self.functions[short], payload, result_path)
 
     # --- helpers ---------------------------------------------------------------------------------------------
     def _ec2_arn(self, resource: str, *, account: bool = True) -> str:

@@ -10,8 +10,8 @@ from aws_cdk.assertions import Match
 
 from stacks import constants as c
 from stacks.config import Ec2OpsConfig
+from stacks.workflows.common import LAMBDA_TRANSIENT_ERRORS
 from stacks.workflows.resize import JSON_NULL, state_machine_timeout
-from stacks.workflows.snapshot import LAMBDA_TRANSIENT_ERRORS
 from tests.infra import iam_helpers as iam
 from tests.infra.synth import Synthesized
 

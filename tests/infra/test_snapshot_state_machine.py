@@ -8,7 +8,7 @@ import pytest
 from aws_cdk.assertions import Match
 
 from stacks import constants as c
-from stacks.workflows.snapshot import LAMBDA_TRANSIENT_ERRORS
+from stacks.workflows.common import LAMBDA_TRANSIENT_ERRORS
 from tests.infra import iam_helpers as iam
 from tests.infra.synth import Synthesized
 
