@@ -11,17 +11,15 @@ from ec2ops_lambda.aws.ec2 import Ec2
 from ec2ops_lambda.aws.ec2_types import Ec2Types
 from ec2ops_lambda.errors import (
     IncompatibleType,
-    InstanceNotFound,
     InvalidInput,
     InvalidInstanceState,
-    NotManaged,
     StopProtected,
     TypeNotOffered,
     UnknownInstanceType,
     UnsupportedInstance,
 )
-from ec2ops_lambda.models.common import tags_dict
 from ec2ops_lambda.models.resize import Change, PlanStatus, ResizePlan, ResizePlanEvent, ResizeRequest, parse_request
+from ec2ops_lambda.opt_in import require_instance, require_managed
 from ec2ops_lambda.pricing import BUNDLED_TABLE_REGION, PriceBook, Prices
 from ec2ops_lambda.resize.compatibility import instance_facts, mismatches
 
@@ -30,8 +28,6 @@ if TYPE_CHECKING:
 
 logger = Logger(service="ec2ops-resize", child=True)
 
-MANAGED_TAG = "ec2ops:managed"
-MANAGED_VALUE = "true"
 AUTO_SCALING_TAG = "aws:autoscaling:groupName"
 RESIZABLE_STATES = ("running", "stopped")
 
@@ -73,18 +69,8 @@ def _check_instance(
     instance: InstanceTypeDef | None, instance_id: str, region: str
 ) -> tuple[InstanceTypeDef, dict[str, str]]:
     """Refuse a missing, unmanaged or transitional instance; returns it with its tags."""
-    if instance is None:
-        raise InstanceNotFound(
-            f"instance {instance_id} does not exist in {region}: check the id, and that the workflow runs in the "
-            "instance's account and region. Nothing was changed."
-        )
-    tags = tags_dict(instance.get("Tags"))
-    if tags.get(MANAGED_TAG) != MANAGED_VALUE:
-        has = f"its tag {MANAGED_TAG} is {tags[MANAGED_TAG]!r}" if MANAGED_TAG in tags else f"no {MANAGED_TAG} tag"
-        raise NotManaged(
-            f"instance {instance_id} is not managed by ec2ops ({has}): add the tag {MANAGED_TAG}={MANAGED_VALUE} "
-            "to the instance to let ec2ops resize it, then start again. Nothing was changed."
-        )
+    instance = require_instance(instance, instance_id, region)
+    tags = require_managed(instance, instance_id, "resize")
     state = instance.get("State", {}).get("Name", "unknown")
     if state not in RESIZABLE_STATES:
         advice = (

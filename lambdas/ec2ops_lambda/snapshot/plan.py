@@ -9,8 +9,8 @@ from aws_lambda_powertools import Logger
 
 from ec2ops_lambda import clock
 from ec2ops_lambda.aws.ec2 import Ec2
-from ec2ops_lambda.errors import InstanceNotFound, InvalidInput, NotManaged, NoVolumes
-from ec2ops_lambda.models.common import Tag, iso, tags_dict
+from ec2ops_lambda.errors import InstanceNotFound, InvalidInput, NoVolumes
+from ec2ops_lambda.models.common import Tag, iso
 from ec2ops_lambda.models.snapshot import (
     PlanEvent,
     PlannedVolume,
@@ -19,6 +19,7 @@ from ec2ops_lambda.models.snapshot import (
     SnapshotRequest,
     parse_request,
 )
+from ec2ops_lambda.opt_in import require_instance, require_managed
 from ec2ops_lambda.settings import PlanSettings
 from ec2ops_lambda.snapshot.retention import CHANGE_TAG, CREATED_BY_TAG, CREATED_BY_VALUE, INSTANCE_TAG
 
@@ -27,8 +28,6 @@ if TYPE_CHECKING:
 
 logger = Logger(service="ec2ops-snapshot", child=True)
 
-MANAGED_TAG = "ec2ops:managed"
-MANAGED_VALUE = "true"
 REASON_TAG = "ec2ops:reason"
 WORKFLOW_TAG = "ec2ops:workflow"
 WORKFLOW = "snapshot"
@@ -65,25 +64,14 @@ def _check_instance(
     instance: InstanceTypeDef | None, instance_id: str, region: str
 ) -> tuple[InstanceTypeDef, dict[str, str]]:
     """Refuse a missing, terminated or unmanaged instance; returns it with its tags."""
-    if instance is None:
-        raise InstanceNotFound(
-            f"instance {instance_id} does not exist in {region}: check the id, and that the workflow runs in the "
-            "instance's account and region. Nothing was changed."
-        )
-    state = instance.get("State", {}).get("Name", "unknown")
+    found = require_instance(instance, instance_id, region)
+    state = found.get("State", {}).get("Name", "unknown")
     if state in GONE_STATES:
         raise InstanceNotFound(
             f"instance {instance_id} is {state}: its volumes are gone or going, so there is nothing to snapshot. "
             "Nothing was changed."
         )
-    tags = tags_dict(instance.get("Tags"))
-    if tags.get(MANAGED_TAG) != MANAGED_VALUE:
-        has = f"its tag {MANAGED_TAG} is {tags[MANAGED_TAG]!r}" if MANAGED_TAG in tags else f"no {MANAGED_TAG} tag"
-        raise NotManaged(
-            f"instance {instance_id} is not managed by ec2ops ({has}): add the tag {MANAGED_TAG}={MANAGED_VALUE} "
-            "to the instance to let ec2ops snapshot it, then start again. Nothing was changed."
-        )
-    return instance, tags
+    return found, require_managed(found, instance_id, "snapshot")
 
 
 def _volumes(ec2: Ec2, instance: InstanceTypeDef, request: SnapshotRequest) -> list[PlannedVolume]:
