@@ -474,7 +474,10 @@ class LocalCloud:
         if not self.app.topics:
             return
         sqs = self.client("sqs")
-        url = sqs.create_queue(QueueName="ec2ops-local-notifications")["QueueUrl"]
+        url = sqs.create_queue(
+            QueueName="ec2ops-local-notifications",
+            Attributes={"MessageRetentionPeriod": "1209600"},  # 14 days, SQS's longest: tests jump days ahead
+        )["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         self.sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
         self._notification_queue = url

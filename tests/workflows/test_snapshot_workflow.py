@@ -234,3 +234,10 @@ def test_every_call_each_lambda_made_is_granted_to_its_own_role(cloud: LocalClou
         granted = granted_actions(template, cloud.app.function_roles[function])
         missing = [iam_action(call) for call in calls if not is_granted(iam_action(call), granted)]
         assert missing == [], f"{function} called {missing} without a grant"
+
+
+def test_notifications_are_still_readable_after_the_clock_jumps_days_ahead(cloud: LocalCloud) -> None:
+    iid = cloud.launch_instance("t3.large")
+    assert cloud.run("snapshot", {"instance_id": iid, "reason": "x"}).status == "SUCCEEDED"
+    cloud.clock.advance(days=5)  # beyond SQS's default 4-day retention
+    assert [iid in (note["message"] or "") for note in cloud.notifications()] == [True]
