@@ -1,0 +1,1 @@
+"""Domain logic of the ec2ops-spot-failover workflow, one module per step."""
