@@ -12,15 +12,11 @@ error, which the drive loop's usual no-capacity handling (rollback to the origin
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-import boto3
 from botocore.exceptions import ClientError
 
-from ec2ops_lambda.aws.ec2 import error_code
-
-if TYPE_CHECKING:
-    from mypy_boto3_ec2 import EC2Client
+from ec2ops_lambda.aws.ec2 import LazyEc2Client, error_code
 
 # Already cancelled or expired (IncorrectState: ours have no commitment, so only a non-active one is refused) or gone.
 _GONE = {"InvalidCapacityReservationId.NotFound", "InvalidCapacityReservationId.Malformed", "IncorrectState"}
@@ -44,18 +40,8 @@ class Capacity(Protocol):
         ...
 
 
-class Ec2Capacity:
+class Ec2Capacity(LazyEc2Client):
     """Capacity reservations on EC2, with a client made on first use (never at import)."""
-
-    def __init__(self, client: EC2Client | None = None) -> None:
-        self._client = client
-
-    @property
-    def client(self) -> EC2Client:
-        """The boto3 client, created lazily so importing a handler makes no AWS call."""
-        if self._client is None:
-            self._client = boto3.client("ec2")
-        return self._client
 
     def reserve(self, instance_type: str, availability_zone: str, *, client_token: str, tags: Mapping[str, str]) -> str:
         """CreateCapacityReservation: one Linux/UNIX instance, open (used by a matching start), until cancelled."""

@@ -29,8 +29,8 @@ def _chunks(values: list[str], size: int = _FILTER_CHUNK) -> Iterable[list[str]]
         yield values[start : start + size]
 
 
-class Ec2:
-    """EC2 access with a client made on first use (never at import), in the function's own region."""
+class LazyEc2Client:
+    """Holds an EC2 client made on first use (never at import); tests pass their own."""
 
     def __init__(self, client: EC2Client | None = None) -> None:
         self._client = client
@@ -41,6 +41,10 @@ class Ec2:
         if self._client is None:
             self._client = boto3.client("ec2")
         return self._client
+
+
+class Ec2(LazyEc2Client):
+    """EC2 access in the function's own region."""
 
     @property
     def region(self) -> str:

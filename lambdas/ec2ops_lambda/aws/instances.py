@@ -7,16 +7,12 @@ stops, failing status checks) that moto cannot: moto stops and starts at once an
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-import boto3
 from botocore.exceptions import ClientError
 
-from ec2ops_lambda.aws.ec2 import error_code
+from ec2ops_lambda.aws.ec2 import LazyEc2Client, error_code
 from ec2ops_lambda.errors import InstanceNotFound
-
-if TYPE_CHECKING:
-    from mypy_boto3_ec2 import EC2Client
 
 
 @dataclass(frozen=True)
@@ -72,18 +68,8 @@ class Instances(Protocol):
         ...
 
 
-class Ec2Instances:
+class Ec2Instances(LazyEc2Client):
     """Instances on EC2, with a client made on first use (never at import)."""
-
-    def __init__(self, client: EC2Client | None = None) -> None:
-        self._client = client
-
-    @property
-    def client(self) -> EC2Client:
-        """The boto3 client, created lazily so importing a handler makes no AWS call."""
-        if self._client is None:
-            self._client = boto3.client("ec2")
-        return self._client
 
     def observe(self, instance_id: str) -> InstanceView:
         """One DescribeInstances; an instance EC2 no longer lists raises InstanceNotFound."""
