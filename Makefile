@@ -42,6 +42,7 @@ lint: install ## ruff + mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy instance_scripts  # what runs on the instance: plain scripts, not a package
 
 bench: install ## benchmarks (figures, not tests)
 	$(PY) -m bench
