@@ -37,6 +37,9 @@ class Ec2OpsConfig(BaseModel):
     resize_start_timeout_minutes: Annotated[int, _bounded(c.RESIZE_START_TIMEOUT_MINUTES)] = 10
     resize_status_check_timeout_minutes: Annotated[int, _bounded(c.RESIZE_STATUS_CHECK_TIMEOUT_MINUTES)] = 15
     resize_rollback_attempts: Annotated[int, _bounded(c.RESIZE_ROLLBACK_ATTEMPTS)] = 5
+    spot_bad_pool_minutes: Annotated[int, _bounded(c.SPOT_BAD_POOL_MINUTES)] = 60
+    spot_launch_deadline_seconds: Annotated[int, _bounded(c.SPOT_LAUNCH_DEADLINE_SECONDS)] = 100
+    spot_poll_seconds: Annotated[int, _bounded(c.SPOT_POLL_SECONDS)] = 2
     log_retention_days: Annotated[int, Field(strict=True)] = 30
     powertools_layer_version: Annotated[int, Field(ge=1, strict=True)] = 27
     enable_alarms: Annotated[bool, Field(strict=True)] = False

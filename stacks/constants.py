@@ -120,3 +120,28 @@ RESIZE_SCHEDULE_PREFIX = "ec2ops-revert-"
 def resize_function_name(short: str) -> str:
     """`drive` -> `ec2ops-resize-drive`."""
     return f"{RESIZE_STATE_MACHINE}-{short}"
+
+
+# The spot failover workflow (docs/spot-failover.md)
+SPOT_STATE_MACHINE = "ec2ops-spot-failover"
+SPOT_FUNCTIONS: dict[str, str] = {  # short name -> handler
+    "assess": "ec2ops_lambda.handlers.spot.assess",
+    "choose": "ec2ops_lambda.handlers.spot.choose",
+    "launch": "ec2ops_lambda.handlers.spot.launch",
+    "promote": "ec2ops_lambda.handlers.spot.promote",
+    "record": "ec2ops_lambda.handlers.spot.record",
+    "record-failure": "ec2ops_lambda.handlers.spot.record_failure",
+}
+SPOT_NOTIFY_SUBJECT = "ec2ops spot failover"
+SPOT_DETAIL_TYPES = ("EC2 Spot Instance Interruption Warning", "EC2 Instance Rebalance Recommendation")
+SPOT_BAD_POOL_MINUTES = (1, 10080)
+SPOT_LAUNCH_DEADLINE_SECONDS = (10, 840)
+SPOT_POLL_SECONDS = (1, 30)
+SPOT_LAUNCH_TIMEOUT_MARGIN_SECONDS = 30  # the launch Lambda's timeout: its deadline plus this
+SPOT_STATE_MACHINE_TIMEOUT_MINUTES = 30
+TAG_REPLACES = "ec2ops:replaces"  # a replacement ec2ops launched names the instance it replaces
+
+
+def spot_function_name(short: str) -> str:
+    """`launch` -> `ec2ops-spot-failover-launch`."""
+    return f"{SPOT_STATE_MACHINE}-{short}"

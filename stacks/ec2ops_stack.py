@@ -13,6 +13,7 @@ from stacks.orchestration import Orchestration
 from stacks.storage import Storage
 from stacks.workflows.resize import ResizeWorkflow
 from stacks.workflows.snapshot import SnapshotWorkflow
+from stacks.workflows.spot_failover import SpotFailoverWorkflow
 
 
 class Ec2OpsStack(Stack):
@@ -43,6 +44,9 @@ class Ec2OpsStack(Stack):
             ledger=self.storage.ledger,
             snapshot_state_machine=self.snapshot.state_machine,
         )
+        self.spot_failover = SpotFailoverWorkflow(
+            self, "SpotFailover", config=config, orchestration=self.orchestration, ledger=self.storage.ledger
+        )
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -50,10 +54,12 @@ class Ec2OpsStack(Stack):
             state_machines={
                 c.SNAPSHOT_STATE_MACHINE: self.snapshot.state_machine,
                 c.RESIZE_STATE_MACHINE: self.resize.state_machine,
+                c.SPOT_STATE_MACHINE: self.spot_failover.state_machine,
             },
             functions={
                 **{c.snapshot_function_name(short): fn for short, fn in self.snapshot.functions.items()},
                 **{c.resize_function_name(short): fn for short, fn in self.resize.functions.items()},
+                **{c.spot_function_name(short): fn for short, fn in self.spot_failover.functions.items()},
             },
             topic=self.orchestration.topic,
         )

@@ -90,6 +90,7 @@ class Orchestration(Construct):
         *,
         scope: Construct | None = None,
         description: str | None = None,
+        timeout_seconds: int = c.LAMBDA_TIMEOUT_SECONDS,
     ) -> lambda_.Function:
         """A function with its own role that may only write its own logs; the caller grants what it needs."""
         owner = scope or self
@@ -118,7 +119,7 @@ class Orchestration(Construct):
             code=self.code,
             layers=[self.powertools],
             memory_size=c.LAMBDA_MEMORY_MB,
-            timeout=Duration.seconds(c.LAMBDA_TIMEOUT_SECONDS),
+            timeout=Duration.seconds(timeout_seconds),
             role=role,
             log_group=log_group,
             environment={**self.common_environment, **(environment or {})},

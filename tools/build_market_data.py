@@ -15,7 +15,7 @@ from pathlib import Path
 REGION = "us-east-1"
 
 
-def main(shared: Path, out: Path) -> None:
+def main(shared: Path, out: Path, advisor_out: Path) -> None:
     spot = shared / "data" / "spot"
     pools: dict[str, dict[str, dict[str, float]]] = {}
     with (spot / "spotlake-pools-2022-07-12.csv").open() as handle:
@@ -49,6 +49,15 @@ def main(shared: Path, out: Path) -> None:
     }
     out.write_text(json.dumps(data, sort_keys=True, separators=(",", ":")))
     print(f"{out}: {sum(len(v) for v in pools.values())} pools, {len(linux)} advisor types")
+    # The spot failover Lambdas rank pools by the same Advisor bands (no API serves them).
+    bands = {
+        "region": REGION,
+        "source": "AWS Spot Instance Advisor feed 2025-06 via alexei-led/spotinfo (Apache-2.0)",
+        "interruption_bands": data["interruption_bands"],
+        "band_by_type": {t: v["r"] for t, v in sorted(linux.items())},
+    }
+    advisor_out.write_text(json.dumps(bands, sort_keys=True, separators=(",", ":")))
+    print(f"{advisor_out}: {len(linux)} types")
 
 
 if __name__ == "__main__":
@@ -56,4 +65,5 @@ if __name__ == "__main__":
     main(
         Path(sys.argv[1]) if len(sys.argv) > 1 else root.parent / "shared",
         root / "ec2ops/local/data/spot_market_us-east-1.json",
+        root / "lambdas/ec2ops_lambda/data/spot_interruption_bands_us-east-1.json",
     )

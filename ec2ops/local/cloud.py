@@ -135,6 +135,7 @@ class LocalCloud:
         stack.enter_context(mock_aws(config=MOTO_CONFIG))
         moto_gaps.moto_time_is_wall_clock(stack, self.clock)
         moto_gaps.instant_ec2_transitions(stack, self.timing)
+        moto_gaps.run_instances_ignores_client_token(stack)
         moto_gaps.wait_and_retry_really_sleep(stack, self.clock)
         moto_gaps.aws_sdk_error_names_lowercase(stack)
         moto_gaps.jsonpath_definite_index_returns_list(stack)

@@ -91,6 +91,34 @@ def instant_ec2_transitions(stack: ExitStack, timing: Ec2Timing) -> None:
     )
 
 
+def run_instances_ignores_client_token(stack: ExitStack) -> None:
+    """moto launches again for a repeated ClientToken; EC2 returns the instance it launched for that token (any
+    state, for a while) and refuses the token with other parameters (`IdempotentParameterMismatch`)."""
+    from moto.ec2.exceptions import EC2ClientError
+    from moto.ec2.models.instances import InstanceBackend
+
+    original_run = InstanceBackend.run_instances
+
+    def run_instances(
+        self: Any, image_id: str, count: int, user_data: Any, security_group_names: Any, **kwargs: Any
+    ) -> Any:
+        token = kwargs.get("client_token")
+        if token and token != "ABCDE":  # moto's stand-in when the request has none
+            for reservation in self.reservations.values():
+                for instance in reservation.instances:
+                    if getattr(instance, "client_token", None) != token:
+                        continue
+                    if instance.instance_type != kwargs.get("instance_type") or instance.image_id != image_id:
+                        raise EC2ClientError(
+                            "IdempotentParameterMismatch",
+                            f"Client token {token} was used before with other parameters",
+                        )
+                    return reservation
+        return original_run(self, image_id, count, user_data, security_group_names, **kwargs)
+
+    stack.enter_context(mock.patch.object(InstanceBackend, "run_instances", run_instances))
+
+
 def wait_and_retry_really_sleep(stack: ExitStack, clock: EmulatorClock) -> None:
     """Wait states and Retry backoff call time.sleep; on the emulator they pass emulator time instead."""
     from moto.stepfunctions.parser.asl.component.common.retry import retrier_decl

@@ -70,3 +70,16 @@ class InstanceLocked(Ec2OpsError):
 
 class CapacityUnavailable(Ec2OpsError):
     """No candidate type could be reserved or started for lack of capacity."""
+
+
+# --- spot failover -----------------------------------------------------------------------------------------
+class NoStandby(Ec2OpsError):
+    """A manual `promote` found no prepared standby for the instance: nothing was changed."""
+
+
+class ReplacementFailed(Ec2OpsError):
+    """No pool, spot or on-demand, gave a running replacement before the deadline; every attempt is listed."""
+
+
+class PromotionFailed(Ec2OpsError):
+    """The replacement runs but the Elastic IP or role tags could not be moved to it; the message says what is where."""

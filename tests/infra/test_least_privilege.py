@@ -8,7 +8,7 @@ import pytest
 
 from stacks import constants as c
 from stacks.orchestration import LOG_ACTIONS
-from stacks.workflows import resize, snapshot
+from stacks.workflows import resize, snapshot, spot_failover
 from tests.infra import iam_helpers as iam
 from tests.infra.synth import Synthesized
 
@@ -18,6 +18,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("infra")]
 WORKFLOWS: dict[str, tuple[dict[str, frozenset[str]], Callable[[str], str]]] = {
     "snapshot": (snapshot.FUNCTION_ACTIONS, c.snapshot_function_name),
     "resize": (resize.FUNCTION_ACTIONS, c.resize_function_name),
+    "spot-failover": (spot_failover.FUNCTION_ACTIONS, c.spot_function_name),
 }
 # Mutating EC2 actions allowed only together with a tag condition, whatever their resource.
 TAG_CONDITIONED = {"ec2:DeleteSnapshot", "ec2:CreateCapacityReservation", "ec2:CancelCapacityReservation"}
@@ -135,21 +136,55 @@ def test_the_resize_state_machine_may_invoke_its_functions_start_the_snapshot_an
     assert iam.allowed_actions(statements) == sdk_free
 
 
-def test_only_the_resize_finish_lambda_may_pass_a_role_and_only_the_scheduler_role_to_scheduler(
-    default_app: Synthesized,
-) -> None:
+def _function_statements(app: Synthesized, name: str) -> list[iam.Statement]:
+    (function,) = [
+        r for r in app.resources("AWS::Lambda::Function").values() if r["Properties"]["FunctionName"] == name
+    ]
+    return iam.role_statements(app.template, iam.role_of(function))
+
+
+def test_only_resize_finish_and_spot_launch_pass_roles_each_to_its_one_service(default_app: Synthesized) -> None:
     passing = [s for s in iam.all_statements(default_app.template) if s.allows("iam:PassRole")]
-    (statement,) = passing
-    (role,) = statement.resources
+    assert len(passing) == 2
+    # resize finish: only the scheduler role, only to EventBridge Scheduler
+    (finish,) = [
+        s for s in _function_statements(default_app, c.resize_function_name("finish")) if s.allows("iam:PassRole")
+    ]
+    (role,) = finish.resources
     trust = default_app.template["Resources"][role.strip("<>").removesuffix(".Arn")]["Properties"]
     assert trust["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "scheduler.amazonaws.com"}
-    assert statement.condition == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}
-    (finish,) = [
-        r
-        for r in default_app.resources("AWS::Lambda::Function").values()
-        if r["Properties"]["FunctionName"] == c.resize_function_name("finish")
+    assert finish.condition == {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}}
+    # spot launch: the interrupted instance's profile role, only to EC2 and only when tagged managed
+    (launch,) = [
+        s for s in _function_statements(default_app, c.spot_function_name("launch")) if s.allows("iam:PassRole")
     ]
-    assert any(s.allows("iam:PassRole") for s in iam.role_statements(default_app.template, iam.role_of(finish)))
+    assert launch.condition == {
+        "StringEquals": {"iam:PassedToService": "ec2.amazonaws.com", f"iam:ResourceTag/{c.TAG_MANAGED}": "true"}
+    }
+
+
+def test_spot_launch_creates_only_managed_instances_and_terminates_only_its_replacements(
+    default_app: Synthesized,
+) -> None:
+    statements = _function_statements(default_app, c.spot_function_name("launch"))
+    instances = "arn:aws:ec2:us-east-1:<AWS::AccountId>:instance/*"
+    (run_instance,) = [s for s in statements if s.allows("ec2:RunInstances") and instances in s.resources]
+    assert run_instance.condition == {"StringEquals": {f"aws:RequestTag/{c.TAG_MANAGED}": "true"}}
+    (tagging,) = [s for s in statements if s.allows("ec2:CreateTags")]
+    assert tagging.condition == {"StringEquals": {"ec2:CreateAction": "RunInstances"}}
+    (terminate,) = [s for s in statements if s.allows("ec2:TerminateInstances")]
+    assert terminate.resources == (instances,)
+    assert terminate.condition == {
+        "StringEquals": {f"aws:ResourceTag/{c.TAG_MANAGED}": "true"},
+        "Null": {f"aws:ResourceTag/{c.TAG_REPLACES}": "false"},
+    }
+    # and promote tags and moves addresses only onto managed instances
+    promote = _function_statements(default_app, c.spot_function_name("promote"))
+    for statement in promote:
+        if instances in statement.resources and (
+            statement.allows("ec2:CreateTags") or statement.allows("ec2:AssociateAddress")
+        ):
+            assert statement.condition == {"StringEquals": {f"aws:ResourceTag/{c.TAG_MANAGED}": "true"}}
 
 
 def test_capacity_reservations_are_created_tagged_and_only_those_cancelled(default_app: Synthesized) -> None:

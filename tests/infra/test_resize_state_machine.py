@@ -419,7 +419,11 @@ def test_the_dashboard_shows_both_workflows(default_app: Synthesized) -> None:
         assert f"ec2ops-resize-{short}" in body
 
 
-def test_opt_in_alarms_watch_both_workflows(opt_in_app: Synthesized) -> None:
+def test_opt_in_alarms_watch_every_workflow(opt_in_app: Synthesized) -> None:
     alarms = opt_in_app.resources("AWS::CloudWatch::Alarm").values()
     described = sorted(alarm["Properties"]["AlarmDescription"].split(" failed")[0] for alarm in alarms)
-    assert described == ["An execution of ec2ops-resize", "An execution of ec2ops-snapshot"]
+    assert described == [
+        "An execution of ec2ops-resize",
+        "An execution of ec2ops-snapshot",
+        "An execution of ec2ops-spot-failover",
+    ]

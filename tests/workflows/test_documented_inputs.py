@@ -38,3 +38,15 @@ def test_every_documented_resize_input_runs(cloud: LocalCloud, example: dict[str
     assert result.status == "SUCCEEDED", result.cause
     assert result.output["status"] in ("resized", "planned")
     assert cloud.instance(iid)["State"]["Name"] == "running"
+
+
+@pytest.mark.parametrize("example", console_inputs("spot-failover.md"), ids=lambda e: e["action"])
+def test_every_documented_spot_failover_input_runs(cloud: LocalCloud, example: dict[str, Any]) -> None:
+    iid = cloud.launch_instance("m5.large", market="spot", tags={"ec2ops:failover": "standby"})
+    if example["action"] == "promote":  # a standby must be prepared first, as the page says
+        prepared = cloud.run("spot-failover", {"instance_id": iid, "action": "prepare"})
+        assert prepared.status == "SUCCEEDED", prepared.cause
+    result = cloud.run("spot-failover", json.loads(json.dumps(example).replace(EXAMPLE_ID, iid)))
+    assert result.status == "SUCCEEDED", result.cause
+    expected = "standby-ready" if example["action"] == "prepare" else "replaced"
+    assert (result.output["status"], result.output["old_instance_id"]) == (expected, iid)

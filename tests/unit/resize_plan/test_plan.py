@@ -121,11 +121,11 @@ def test_same_type_is_unchanged_even_with_stop_protection(launch: Launch, planne
 
 def test_a_type_in_no_price_source_has_a_null_price_and_the_summary_says_so(launch: Launch, planned: Planned) -> None:
     instance_id = launch()
-    plan = planned(instance_id, target_type="m5zn.large")
+    plan = planned(instance_id, target_type="z1d.large")
     assert plan["status"] == "go"
-    assert plan["prices"] == {FROM: 0.3328, "m5zn.large": None}
+    assert plan["prices"] == {FROM: 0.3328, "z1d.large": None}
     assert plan["hourly_cost_delta"] is None
-    assert "price of m5zn.large unknown (not in the bundled price table), t3.2xlarge $0.3328/h" in plan["summary"]
+    assert "price of z1d.large unknown (not in the bundled price table), t3.2xlarge $0.3328/h" in plan["summary"]
 
 
 def test_a_smaller_type_shows_a_saving(launch: Launch, planned: Planned) -> None:

@@ -55,7 +55,7 @@ def test_bundled_table_lists_gpu_types_one_by_one() -> None:
 
 
 def test_bundled_table_does_not_guess_unknown_families_or_sizes() -> None:
-    assert bundled_price("m5zn.large") is None
+    assert bundled_price("z1d.large") is None
     assert bundled_price("t3.nano") is None
 
 
