@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from ec2ops.local import ExecutionResult, LocalCloud
-from ec2ops.local.cloud import quiet_moto_logs
+from ec2ops.local.cloud import REPO_ROOT, quiet_moto_logs
 
 
 def say(text: str = "") -> None:
@@ -124,6 +124,43 @@ def resize_story(cloud: LocalCloud, iid: str) -> None:
     show_instance(cloud, iid)
 
 
+def spot_story(cloud: LocalCloud) -> None:
+    """A managed spot instance reclaimed by AWS: the published warning event, a capacity error, the switch."""
+    heading("A managed spot m5.large with an Elastic IP, ec2ops:failover=replace")
+    iid = cloud.launch_instance(
+        "m5.large", market="spot", availability_zone="us-east-1a", tags={"ec2ops:failover": "replace", "Name": "api-1"}
+    )
+    allocation = cloud.ec2.allocate_address(Domain="vpc")["AllocationId"]
+    cloud.ec2.associate_address(AllocationId=allocation, InstanceId=iid)
+    say(f"   {iid} spot in us-east-1a, Elastic IP {cloud.ec2.describe_addresses()['Addresses'][0]['PublicIp']}")
+
+    heading("AWS sends the published interruption warning; the best pool has no capacity (injected)")
+    event = json.loads(
+        (REPO_ROOT / "tests/fixtures/aws-events/spot-interruption-warning.json")
+        .read_text()
+        .replace("i-1234567890abcdef0", iid)
+    )
+    cloud.inject_fault("ec2", "RunInstances", "InsufficientInstanceCapacity", message="no spot capacity (injected)")
+    for arn in cloud.put_event(event):
+        result = cloud.wait(arn)
+        say(f"   execution {result.name}: {result.status}")
+        if result.output:
+            say("   -> " + result.output["message"])
+    (switch,) = [item for item in cloud.ledger_items(f"instance#{iid}") if item["kind"] == "spot-switch"]
+    say("   ranking (top 3 of the decision kept in the ledger):")
+    for entry in switch["detail"]["ranking"][:3]:
+        parts = ", ".join(f"{name} {float(value):.2f}" for name, value in entry["parts"].items())
+        say(f"     #{entry['rank']} {entry['pool']}: total {float(entry['total']):.3f} ({parts})")
+    say(
+        "   bad pools remembered: "
+        + ", ".join(f"{m['pool']} ({m['reason']})" for m in cloud.ledger_items("spot-pools"))
+    )
+
+    heading("The same warning delivered again: nothing more is launched")
+    for arn in cloud.put_event(event):
+        say("   -> " + str(cloud.wait(arn).output["message"]))
+
+
 def main() -> int:
     quiet_moto_logs()
     with LocalCloud() as cloud:
@@ -170,6 +207,7 @@ def main() -> int:
         list_snapshots(cloud, iid)
 
         resize_story(cloud, iid)
+        spot_story(cloud)
 
         heading("The ledger (DynamoDB) for the instance")
         show_ledger(cloud.ledger_items(f"instance#{iid}"))

@@ -42,7 +42,7 @@ def test_cdk_json_holds_a_valid_config() -> None:
 def test_cdk_json_sets_every_key_explicitly_at_its_default() -> None:
     # What an operator reads in cdk.json is what deploys: no key silently falls back to a default.
     raw = json.loads(CDK_JSON.read_text())["context"]["ec2ops"]
-    resize_keys = {key for key in Ec2OpsConfig.model_fields if key.startswith("resize_")}
+    resize_keys = {key for key in Ec2OpsConfig.model_fields if key.startswith(("resize_", "spot_"))}
     assert resize_keys <= set(raw)
     defaults = Ec2OpsConfig.parse({})
     assert {key: raw[key] for key in resize_keys} == {key: getattr(defaults, key) for key in resize_keys}
@@ -56,9 +56,12 @@ def test_cdk_json_sets_every_key_explicitly_at_its_default() -> None:
         ("resize_start_timeout_minutes", 1, 60),
         ("resize_status_check_timeout_minutes", 1, 60),
         ("resize_rollback_attempts", 1, 20),
+        ("spot_bad_pool_minutes", 1, 10080),
+        ("spot_launch_deadline_seconds", 10, 840),
+        ("spot_poll_seconds", 1, 30),
     ],
 )
-def test_resize_keys_accept_their_bounds_and_refuse_beyond(key: str, low: int, high: int) -> None:
+def test_workflow_keys_accept_their_bounds_and_refuse_beyond(key: str, low: int, high: int) -> None:
     assert getattr(Ec2OpsConfig.parse({key: low}), key) == low
     assert getattr(Ec2OpsConfig.parse({key: high}), key) == high
     for bad, says in ((low - 1, f"greater than or equal to {low}"), (high + 1, f"less than or equal to {high}")):
