@@ -161,6 +161,38 @@ def spot_story(cloud: LocalCloud) -> None:
         say("   -> " + str(cloud.wait(arn).output["message"]))
 
 
+def training_story() -> None:
+    """A training run with the instance side for real: user data runs as a local process against this emulator."""
+    heading("A training run: the instance's user data runs here as a local process (bootstrap.sh, the real scripts)")
+    with LocalCloud(run_user_data=True, instance_env={"EC2OPS_MIN_FREE_GB": "0"}) as cloud:
+        bucket = cloud.app.function_environment("ec2ops-training-run-launch")["TRAINING_BUCKET"]
+        cloud.s3.put_object(
+            Bucket=bucket,
+            Key="cached-datasets/scripts/train.py",
+            Body=(REPO_ROOT / "examples" / "train_tiny.py").read_bytes(),
+        )
+        say("   uploaded examples/train_tiny.py as cached-datasets/scripts/train.py (a CPU job of a few seconds)")
+        request = {
+            "env": "dev",
+            "instance_type": "g4dn.2xlarge",
+            "market": "spot",
+            "max_runtime_hours": 1,
+            "command": ["python3", "train.py", "--epochs", "3"],
+            "training_config": {"prediction_length": 64, "context_length": 512},
+        }
+        say(f"   input: {json.dumps(request)}")
+        arn = cloud.start("training-run", request, name="demo-run")
+        result = cloud.wait(arn, timeout=180)
+        describe_run(result, wait_state="RunInstance", waited_for="the instance")
+        if result.output:
+            say("   -> " + result.output["message"])
+            prefix = f"dev/{result.output['run_id']}/"
+            listed = cloud.s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+            say(f"   s3://{bucket}/{prefix}: " + ", ".join(sorted(o["Key"].removeprefix(prefix) for o in listed)))
+            for iid in result.output["terminated"] or []:
+                say(f"   {iid}: {cloud.instance(iid)['State']['Name']}")
+
+
 def main() -> int:
     quiet_moto_logs()
     with LocalCloud() as cloud:
@@ -208,6 +240,7 @@ def main() -> int:
 
         resize_story(cloud, iid)
         spot_story(cloud)
+        training_story()
 
         heading("The ledger (DynamoDB) for the instance")
         show_ledger(cloud.ledger_items(f"instance#{iid}"))

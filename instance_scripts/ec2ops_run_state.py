@@ -145,6 +145,8 @@ class RunState:
     """1-based; a resume after a spot interruption (interrupted -> data_sync) starts the next attempt."""
     history: list[dict[str, str]] = field(default_factory=list)
     """`{"status", "at", "step"}` for every status entered, initialization first."""
+    execution_id: str | None = None
+    """The Step Functions execution that owns the run (set at creation): cleanup acts only for its own run."""
 
     def __post_init__(self) -> None:
         if not self.s3_prefix and isinstance(self.environment, str) and isinstance(self.run_id, str):
@@ -164,7 +166,7 @@ class RunState:
         if not isinstance(raw, dict):
             raise CorruptState(f"expected a JSON object, got {type(raw).__name__}")
         known = {f.name for f in fields(cls)}
-        problems = [f"missing field {name!r}" for name in sorted(known - raw.keys())]
+        problems = [f"missing field {name!r}" for name in sorted(known - OPTIONAL_FIELDS - raw.keys())]
         problems += [f"unexpected field {name!r}" for name in sorted(raw.keys() - known)]
         if problems:
             raise CorruptState("; ".join(problems))
@@ -186,7 +188,7 @@ class RunState:
         for name in ("current_step", "instance_type", "s3_prefix"):
             if not isinstance(getattr(self, name), str):
                 found.append(f"{name} must be a string (got {getattr(self, name)!r})")
-        for name in ("instance_id", "error_message"):
+        for name in ("instance_id", "error_message", "execution_id"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), str):
                 found.append(f"{name} must be a string or null (got {getattr(self, name)!r})")
         if not _is_str_dict(self.timestamps):
@@ -208,6 +210,10 @@ class RunState:
         ):
             found.append('history must be a list of {"status", "at", "step"} string objects')
         return found
+
+
+OPTIONAL_FIELDS = frozenset({"execution_id"})
+"""Fields a state file written before they existed may lack."""
 
 
 def _is_int(value: Any) -> bool:

@@ -1,6 +1,7 @@
 """Run the training command on the instance: stream its log, collect metrics, keep S3 and the workflow up to date.
 
 Usage: training_wrapper.py [flags] -- python train.py --epochs 3
+       training_wrapper.py --settings settings.json [flags]    (the command is the settings' `command`)
 
 The child runs in its own process group with cwd = --workdir; its stdout and stderr go, merged, to
 <log-dir>/training.log and to this process's stdout. Every --upload-interval seconds and at the end the log goes to
@@ -8,6 +9,11 @@ s3://$EC2OPS_BUCKET/<prefix>/logs/training.log and changed checkpoint files to <
 (Step Functions task token, optional command) never stop training when they fail. SIGTERM or SIGINT stops the child
 (SIGTERM to its group, SIGKILL after --grace-seconds). A checkpoint request file (written by spot_watcher.py) makes
 the child checkpoint (SIGUSR1), the wrapper sync the checkpoints, then remove the file.
+
+With --settings (the run's settings.json, written by bootstrap.sh), the child also gets the run's training_config:
+EC2OPS_TRAINING_CONFIG (its JSON) and EC2OPS_CONFIG_<KEY> per top-level key that is a valid name (a string
+verbatim, anything else as JSON). Values only ever travel in argv lists and the environment, never through a shell.
+With `"resume": true` the checkpoints already in the checkpoint dir (restored from S3) are not uploaded again.
 
 Exit code: the child's (0 on success, 128+N when signal N ended it, 127 when it could not start), 143 when stopped.
 """
@@ -42,11 +48,13 @@ SERIES_CAP = 1000
 KILLED_EXIT_CODE = 143
 NOT_STARTED_EXIT_CODE = 127
 TICK_SECONDS = 0.2
+HANDLER_WAIT_SECONDS = 5.0
 OUTPUT_DRAIN_SECONDS = 5.0
 HEARTBEAT_COMMAND_TIMEOUT_SECONDS = 60.0
 SIGNAL_NUMBERS = frozenset(int(member) for member in signal.Signals)
 METRIC_LINE = re.compile(r"(?:^|\s)METRIC\s+(?P<pairs>\S+=\S+(?:\s+\S+=\S+)*)\s*$")
 METRIC_PAIR = re.compile(r"^(?P<name>[A-Za-z_][\w./-]*)=(?P<value>\S+)$")
+CONFIG_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
 class Uploader(Protocol):
@@ -227,6 +235,18 @@ def _utc_now() -> datetime:
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def catches_signal(pid: int, signum: int) -> bool | None:
+    """Whether process `pid` has a handler for `signum` (Linux: SigCgt in /proc/<pid>/status); None if unknown."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("SigCgt:"):
+                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
 
 
 def _exit_code(returncode: int) -> int:
@@ -433,15 +453,33 @@ class Wrapper:
                 LOG.warning("heartbeat (%s) failed: %s", heartbeat.name, error)
 
     def _checkpoint_now(self, process: subprocess.Popen[bytes]) -> None:
-        """SIGUSR1 to the child (not its group: workers may not handle it), then sync once its writes settle."""
+        """SIGUSR1 to the child (not its group: workers may not handle it), then sync once its writes settle.
+
+        SIGUSR1's default action ends a process: a child without a handler (not installed yet, or none at all) is
+        not signalled, the checkpoints already there are synced instead.
+        """
         LOG.warning("checkpoint requested (%s): SIGUSR1 to the training command", self.config.checkpoint_request)
         before = _snapshot(self.config.checkpoint_dir)
-        with contextlib.suppress(ProcessLookupError):
-            process.send_signal(signal.SIGUSR1)
-        self._wait_for_checkpoint(before, process)
+        if self._handler_installed(process):
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(signal.SIGUSR1)
+            self._wait_for_checkpoint(before, process)
+        else:
+            LOG.warning("the training command handles no SIGUSR1: not signalled, syncing the checkpoints there are")
         self.sync_checkpoints()
         self._upload_log()
         self._remove_request()
+
+    def _handler_installed(self, process: subprocess.Popen[bytes]) -> bool:
+        """Wait up to HANDLER_WAIT_SECONDS for the child to catch SIGUSR1 (a job installs it while starting)."""
+        deadline = time.monotonic() + min(HANDLER_WAIT_SECONDS, self.config.checkpoint_settle)
+        while True:
+            caught = catches_signal(process.pid, signal.SIGUSR1)
+            if caught is None:
+                return True  # no /proc to ask: signal, as documented
+            if caught or process.poll() is not None or time.monotonic() >= deadline:
+                return caught
+            time.sleep(TICK_SECONDS / 4)
 
     def _wait_for_checkpoint(self, before: dict[str, tuple[int, int]], process: subprocess.Popen[bytes]) -> None:
         """Up to --checkpoint-settle seconds for the checkpoint dir to change, then stay still for checkpoint_quiet."""
@@ -477,6 +515,10 @@ class Wrapper:
     def _upload_log(self) -> None:
         if self.config.log_path.exists():
             self._upload(self.config.log_path, self.config.key("logs", "training.log"))
+
+    def mark_checkpoints_synced(self) -> None:
+        """The checkpoint dir as it is now is already in S3 (restored from there for a resume): not uploaded again."""
+        self._synced.update(_snapshot(self.config.checkpoint_dir))
 
     def sync_checkpoints(self) -> list[str]:
         """Upload checkpoint files whose size or mtime changed since their last successful upload."""
@@ -517,6 +559,49 @@ def _env_float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+class SettingsError(ValueError):
+    """settings.json is unreadable or lacks what the wrapper needs from it."""
+
+
+def load_settings(path: Path) -> dict[str, Any]:
+    """The run's settings.json: a JSON object whose `command` (if any) is a list of strings and whose
+    `training_config` (if any) is an object."""
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise SettingsError(f"cannot read settings {path}: {error}") from None
+    if not isinstance(settings, dict):
+        raise SettingsError(f"settings {path} is not a JSON object")
+    command = settings.get("command")
+    if command is not None and (
+        not isinstance(command, list) or not command or not all(isinstance(arg, str) for arg in command)
+    ):
+        raise SettingsError(f"settings {path}: command must be a non-empty list of strings, got {command!r}")
+    config = settings.get("training_config")
+    if config is not None and not isinstance(config, dict):
+        raise SettingsError(f"settings {path}: training_config must be an object, got {type(config).__name__}")
+    return settings
+
+
+def training_env(training_config: dict[str, Any]) -> dict[str, str]:
+    """The training_config as environment variables: EC2OPS_TRAINING_CONFIG and one EC2OPS_CONFIG_<KEY> per key.
+
+    Keys that are not valid variable names are only in EC2OPS_TRAINING_CONFIG; so are values an environment cannot
+    hold (a NUL character). Strings pass verbatim, quotes, `$(...)` and newlines included.
+    """
+    env = {"EC2OPS_TRAINING_CONFIG": json.dumps(training_config)}
+    for key, value in training_config.items():
+        if not CONFIG_KEY.match(key):
+            LOG.warning("training_config key %r is not a variable name: only in EC2OPS_TRAINING_CONFIG", key)
+            continue
+        text = value if isinstance(value, str) else json.dumps(value)
+        if "\0" in text:
+            LOG.warning("training_config[%r] holds a NUL character: only in EC2OPS_TRAINING_CONFIG", key)
+            continue
+        env[f"EC2OPS_CONFIG_{key.upper()}"] = text
+    return env
+
+
 def _split_command(argv: list[str]) -> tuple[list[str], list[str]]:
     if "--" not in argv:
         return argv, []
@@ -526,11 +611,16 @@ def _split_command(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        usage="%(prog)s [flags] -- COMMAND [ARG ...]",
+        usage="%(prog)s [flags] [--settings PATH] [-- COMMAND [ARG ...]]",
         description="Run the training command with log streaming, metrics, checkpoint sync and heartbeats.",
     )
     env = os.environ.get
     parser.add_argument("--workdir", default=os.getcwd(), help="the command's cwd (default: here)")
+    parser.add_argument(
+        "--settings",
+        default=None,
+        help="the run's settings.json: its command (when none follows --) and its training_config for the child",
+    )
     parser.add_argument("--log-dir", default=env("EC2OPS_LOG_DIR"), help="default <workdir>/logs")
     parser.add_argument("--checkpoint-dir", default=env("EC2OPS_CHECKPOINT_DIR"), help="default <workdir>/checkpoints")
     parser.add_argument("--models-dir", default=env("EC2OPS_MODELS_DIR"), help="default <workdir>/models")
@@ -589,16 +679,28 @@ def heartbeats_from_args(args: argparse.Namespace) -> list[Heartbeat]:
 
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s training_wrapper %(levelname)s %(message)s")
+    logging.getLogger("botocore").setLevel(logging.WARNING)  # "Found credentials ..." on every client
     flags, command = _split_command(sys.argv[1:] if argv is None else list(argv))
     parser = build_parser()
     args = parser.parse_args(flags)
+    env: dict[str, str] | None = None
+    settings: dict[str, Any] = {}
+    if args.settings:
+        try:
+            settings = load_settings(Path(args.settings))
+        except SettingsError as error:
+            parser.error(str(error))
+        command = command or list(settings.get("command") or [])
+        env = {**os.environ, **training_env(settings.get("training_config") or {})}
     if not command:
-        parser.error("no training command: give it after --")
+        parser.error("no training command: give it after -- (or in --settings)")
     config = config_from_args(args, command)
     uploader = S3Uploader(args.bucket) if args.bucket else None
     if uploader is None:
         LOG.warning("no bucket (--bucket / EC2OPS_BUCKET): logs, checkpoints and training.json stay local")
-    wrapper = Wrapper(config, uploader=uploader, heartbeats=heartbeats_from_args(args))
+    wrapper = Wrapper(config, uploader=uploader, heartbeats=heartbeats_from_args(args), env=env)
+    if settings.get("resume") is True:
+        wrapper.mark_checkpoints_synced()
     _install_signal_handlers(wrapper.terminate)
     return wrapper.run()
 

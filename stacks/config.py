@@ -40,6 +40,14 @@ class Ec2OpsConfig(BaseModel):
     spot_bad_pool_minutes: Annotated[int, _bounded(c.SPOT_BAD_POOL_MINUTES)] = 60
     spot_launch_deadline_seconds: Annotated[int, _bounded(c.SPOT_LAUNCH_DEADLINE_SECONDS)] = 100
     spot_poll_seconds: Annotated[int, _bounded(c.SPOT_POLL_SECONDS)] = 2
+    training_ami_parameter: Annotated[str, Field(pattern=r"^/[A-Za-z0-9_./-]{1,1010}$")] = (
+        c.TRAINING_DEFAULT_AMI_PARAMETER
+    )
+    training_heartbeat_seconds: Annotated[int, _bounded(c.TRAINING_HEARTBEAT_SECONDS)] = 60
+    training_heartbeat_timeout_seconds: Annotated[int, _bounded(c.TRAINING_HEARTBEAT_TIMEOUT_SECONDS)] = 300
+    training_root_volume_gib: Annotated[int, _bounded(c.TRAINING_ROOT_VOLUME_GIB)] = 100
+    training_sweep_minutes: Annotated[int, _bounded(c.TRAINING_SWEEP_MINUTES)] = 5
+    training_stale_after_minutes: Annotated[int, _bounded(c.TRAINING_STALE_AFTER_MINUTES)] = 15
     log_retention_days: Annotated[int, Field(strict=True)] = 30
     powertools_layer_version: Annotated[int, Field(ge=1, strict=True)] = 27
     enable_alarms: Annotated[bool, Field(strict=True)] = False
@@ -63,6 +71,15 @@ class Ec2OpsConfig(BaseModel):
         if len(set(value)) != len(value):
             raise ValueError(f"names an availability zone twice: {list(value)}")
         return tuple(value)
+
+    @model_validator(mode="after")
+    def _heartbeats_fit_their_timeout(self) -> Self:
+        if self.training_heartbeat_timeout_seconds < 2 * self.training_heartbeat_seconds:
+            raise ValueError(
+                f"training_heartbeat_timeout_seconds: must be at least twice training_heartbeat_seconds "
+                f"({self.training_heartbeat_seconds}), so one late heartbeat does not fail a healthy run"
+            )
+        return self
 
     @model_validator(mode="after")
     def _zones_in_region(self) -> Self:

@@ -145,3 +145,33 @@ TAG_REPLACES = "ec2ops:replaces"  # a replacement ec2ops launched names the inst
 def spot_function_name(short: str) -> str:
     """`launch` -> `ec2ops-spot-failover-launch`."""
     return f"{SPOT_STATE_MACHINE}-{short}"
+
+
+# The training run workflow (docs/training-runs.md)
+TRAINING_STATE_MACHINE = "ec2ops-training-run"
+TRAINING_FUNCTIONS: dict[str, str] = {  # short name -> handler
+    "plan": "ec2ops_lambda.handlers.training.plan",
+    "acquire": "ec2ops_lambda.handlers.training.acquire",
+    "launch": "ec2ops_lambda.handlers.training.launch",
+    "finish": "ec2ops_lambda.handlers.training.finish",
+    "cleanup": "ec2ops_lambda.handlers.training.cleanup",
+    "reap": "ec2ops_lambda.handlers.training.reap",
+    "sweep": "ec2ops_lambda.handlers.training.sweep",
+}
+TRAINING_NOTIFY_SUBJECT = "ec2ops training run"
+TRAINING_DEFAULT_AMI_PARAMETER = (
+    "/aws/service/deeplearning/ami/x86_64/base-oss-nvidia-driver-gpu-ubuntu-22.04/latest/ami-id"
+)
+TRAINING_HEARTBEAT_SECONDS = (1, 600)
+TRAINING_HEARTBEAT_TIMEOUT_SECONDS = (3, 3600)
+TRAINING_ROOT_VOLUME_GIB = (20, 16384)
+TRAINING_SWEEP_MINUTES = (1, 60)
+TRAINING_STALE_AFTER_MINUTES = (1, 1440)
+TRAINING_STATE_MACHINE_TIMEOUT_HOURS = 80  # above the longest run (72 h) plus resumes' launches and cleanup
+TAG_RUN_ID = "ec2ops:run-id"  # every training instance carries its run id
+SCRIPTS_PREFIX = "cached-datasets/scripts/"
+
+
+def training_function_name(short: str) -> str:
+    """`launch` -> `ec2ops-training-run-launch`."""
+    return f"{TRAINING_STATE_MACHINE}-{short}"

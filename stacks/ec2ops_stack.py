@@ -14,6 +14,7 @@ from stacks.storage import Storage
 from stacks.workflows.resize import ResizeWorkflow
 from stacks.workflows.snapshot import SnapshotWorkflow
 from stacks.workflows.spot_failover import SpotFailoverWorkflow
+from stacks.workflows.training_run import TrainingRunWorkflow
 
 
 class Ec2OpsStack(Stack):
@@ -47,6 +48,16 @@ class Ec2OpsStack(Stack):
         self.spot_failover = SpotFailoverWorkflow(
             self, "SpotFailover", config=config, orchestration=self.orchestration, ledger=self.storage.ledger
         )
+        self.training_run = TrainingRunWorkflow(
+            self,
+            "TrainingRun",
+            config=config,
+            orchestration=self.orchestration,
+            ledger=self.storage.ledger,
+            bucket=self.storage.bucket,
+            vpc=self.network.vpc,
+            security_group=self.network.security_group,
+        )
         self.monitoring = Monitoring(
             self,
             "Monitoring",
@@ -55,11 +66,13 @@ class Ec2OpsStack(Stack):
                 c.SNAPSHOT_STATE_MACHINE: self.snapshot.state_machine,
                 c.RESIZE_STATE_MACHINE: self.resize.state_machine,
                 c.SPOT_STATE_MACHINE: self.spot_failover.state_machine,
+                c.TRAINING_STATE_MACHINE: self.training_run.state_machine,
             },
             functions={
                 **{c.snapshot_function_name(short): fn for short, fn in self.snapshot.functions.items()},
                 **{c.resize_function_name(short): fn for short, fn in self.resize.functions.items()},
                 **{c.spot_function_name(short): fn for short, fn in self.spot_failover.functions.items()},
+                **{c.training_function_name(short): fn for short, fn in self.training_run.functions.items()},
             },
             topic=self.orchestration.topic,
         )

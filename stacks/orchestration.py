@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration, RemovalPolicy, SymlinkFollowMode
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -72,9 +72,12 @@ class Orchestration(Construct):
 
     def _build_code(self) -> lambda_.Code:
         """One asset for every function: the handlers share domain modules, and one upload is cheaper than five."""
+        # Symlinks are followed: the instance scripts (one source, shipped to the instance by the training
+        # launch) and the run-state module live in instance_scripts/ and are linked into lambdas/.
         return lambda_.Code.from_asset(
             str(LAMBDA_SOURCE),
             exclude=["**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.mypy_cache"],
+            follow_symlinks=SymlinkFollowMode.ALWAYS,
         )
 
     def _build_powertools_layer(self) -> lambda_.ILayerVersion:

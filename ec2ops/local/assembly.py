@@ -13,6 +13,7 @@ import base64
 import hashlib
 import io
 import json
+import os
 import re
 import zipfile
 from collections.abc import Callable
@@ -39,6 +40,7 @@ class Deployment:
     skipped: dict[str, str] = field(default_factory=dict)  # logical id -> resource type
     state_machines: dict[str, str] = field(default_factory=dict)  # name -> arn
     functions: dict[str, str] = field(default_factory=dict)  # name -> arn
+    function_environments: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> resolved variables
     function_roles: dict[str, str] = field(default_factory=dict)  # function name -> role logical id
     buckets: dict[str, str] = field(default_factory=dict)  # logical id -> name
     tables: dict[str, str] = field(default_factory=dict)
@@ -47,6 +49,12 @@ class Deployment:
     subnets: dict[str, str] = field(default_factory=dict)  # subnet id -> AZ
     vpc_id: str | None = None
     security_groups: list[str] = field(default_factory=list)
+
+    def function_environment(self, name: str) -> dict[str, str]:
+        """A deployed function's environment variables, resolved (what its handler reads)."""
+        if name not in self.function_environments:
+            raise LookupError(f"no function {name!r}; deployed: {sorted(self.function_environments)}")
+        return dict(self.function_environments[name])
 
     def resources_of_type(self, resource_type: str) -> dict[str, dict[str, Any]]:
         return {
@@ -95,8 +103,15 @@ def check_lambda_asset_is_current(cdk_out: Path, template: dict[str, Any], sourc
 
 
 def _tree_digest(root: Path) -> str:
+    """Python files and shell scripts of a tree, symlinks followed as the asset copy follows them."""
     digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
+    found = [
+        Path(directory) / name
+        for directory, _dirs, names in os.walk(root, followlinks=True)
+        for name in names
+        if name.endswith((".py", ".sh"))
+    ]
+    for path in sorted(found):
         if "__pycache__" in path.parts:
             continue
         digest.update(str(path.relative_to(root)).encode())
@@ -540,6 +555,7 @@ class AssemblyDeployer:
     # --- compute and orchestration ----------------------------------------------------------------------------
     def function(self, logical: str, props: dict[str, Any]) -> None:
         name = props.get("FunctionName") or physical_name(self.stack, logical)
+        variables = {k: str(v) for k, v in props.get("Environment", {}).get("Variables", {}).items()}
         response = self.client("lambda").create_function(
             FunctionName=name,
             Runtime=props.get("Runtime", "python3.13"),
@@ -548,10 +564,9 @@ class AssemblyDeployer:
             Code={"ZipFile": placeholder_zip()},
             Timeout=int(props.get("Timeout", 3)),
             MemorySize=int(props.get("MemorySize", 128)),
-            Environment={
-                "Variables": {k: str(v) for k, v in props.get("Environment", {}).get("Variables", {}).items()}
-            },
+            Environment={"Variables": variables},
         )
+        self._deployment.function_environments[name] = variables
         self._deployment.functions[name] = response["FunctionArn"]
         role_ref = self._deployment.template["Resources"][logical]["Properties"]["Role"]
         if isinstance(role_ref, dict) and "Fn::GetAtt" in role_ref:

@@ -3,6 +3,9 @@
 with LocalCloud() as cloud:
     iid = cloud.launch_instance("t3.2xlarge", managed=True)
     result = cloud.run("snapshot", {"instance_id": iid, "reason": "before upgrade"})
+
+`LocalCloud(run_user_data=True)` also runs launched instances' user data as local processes (see instances.py),
+and `cloud.interrupt(instance_id)` does to an instance what AWS does to a reclaimed spot instance.
 """
 
 from __future__ import annotations
@@ -10,11 +13,14 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import threading
 import time
 import uuid
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -31,6 +37,7 @@ from ec2ops.local.counters import CallCounter, ExecutionCounts
 from ec2ops.local.ec2_timing import Durations, Ec2Timing
 from ec2ops.local.events import EventRouter
 from ec2ops.local.faults import ErrorResponse, FaultInjector
+from ec2ops.local.instances import InstanceRunner
 from ec2ops.local.lambda_runtime import LambdaRuntime
 from ec2ops.local.market import SpotMarket
 from ec2ops.local.server import LoopbackServer
@@ -51,6 +58,20 @@ _AMI_PARAMETERS = {
     "arm64": "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64",
 }
 _TERMINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED"}
+INTERRUPTION_NOTICE = timedelta(minutes=2)
+_INTERRUPTION_ACTIONS = ("terminate", "stop", "hibernate")
+_SPOT_REASONS = {
+    "terminate": ("Server.SpotInstanceTermination", "Server.SpotInstanceTermination: Spot instance termination"),
+    "stop": ("Server.SpotInstanceShutdown", "Server.SpotInstanceShutdown: Spot instance shutdown"),
+    "hibernate": ("Server.SpotInstanceShutdown", "Server.SpotInstanceShutdown: Spot instance shutdown"),
+}
+
+
+@dataclass(frozen=True)
+class _Interruption:
+    instance_id: str
+    action: str
+    at: datetime
 
 
 @dataclass
@@ -90,6 +111,8 @@ class LocalCloud:
         lambda_source: str | Path = REPO_ROOT / "lambdas",
         lambda_log_level: str = "WARNING",
         verify_asset: bool = True,
+        run_user_data: bool = False,
+        instance_env: Mapping[str, str] | None = None,
     ) -> None:
         self.cdk_out = Path(cdk_out)
         self.region = region
@@ -105,7 +128,7 @@ class LocalCloud:
         )
         self._lambda_log_level = lambda_log_level
         self._verify_asset = verify_asset
-        self.router = EventRouter(self._start_execution)
+        self.router = EventRouter(self._start_execution, self._invoke_function_arn)
         self.market = SpotMarket({}, seed=seed)
         self.capacity = CapacityReservations(self.clock)
         self.deployments: dict[str, Deployment] = {}
@@ -114,6 +137,18 @@ class LocalCloud:
         self._clients: dict[str, Any] = {}
         self._notification_queue: str | None = None
         self._server: LoopbackServer | None = None
+        self._server_lock = threading.Lock()
+        self.run_user_data = run_user_data
+        self.instances = InstanceRunner(
+            clock=self.clock,
+            timing=self.timing,
+            region=region,
+            account_id=self.account_id,
+            endpoint_url=self.serve,
+            instance_env=instance_env,
+        )
+        self._interruptions: dict[str, _Interruption] = {}
+        self._interruptions_lock = threading.RLock()
 
     # --- lifecycle --------------------------------------------------------------------------------------------
     def __enter__(self) -> LocalCloud:
@@ -133,9 +168,15 @@ class LocalCloud:
         stack = self._stack
         stack.enter_context(mock.patch.dict(os.environ, {**_FAKE_CREDENTIALS, "AWS_DEFAULT_REGION": self.region}))
         stack.enter_context(mock_aws(config=MOTO_CONFIG))
+        stack.callback(self._join_event_targets)  # Lambda targets still running end before moto goes
         moto_gaps.moto_time_is_wall_clock(stack, self.clock)
         moto_gaps.instant_ec2_transitions(stack, self.timing)
+        moto_gaps.launch_template_shutdown_behavior_ignored(stack)
+        if self.run_user_data:
+            moto_gaps.user_data_never_runs(stack, self.instances.launched, self.instances.left_running)
         moto_gaps.run_instances_ignores_client_token(stack)
+        moto_gaps.sfn_send_task_failure_drops_cause(stack)
+        moto_gaps.sfn_heartbeat_timeout_reported_as_timeout(stack)
         moto_gaps.wait_and_retry_really_sleep(stack, self.clock)
         moto_gaps.aws_sdk_error_names_lowercase(stack)
         moto_gaps.jsonpath_definite_index_returns_list(stack)
@@ -146,12 +187,17 @@ class LocalCloud:
         moto_gaps.capacity_reservations_not_implemented(stack, self.capacity, self.region)
         moto_gaps.lambda_invoke_echoes_payload(stack, self._invoke_function)
         moto_gaps.event_targets_not_delivered(stack, self.router)
+        moto_gaps.sfn_emits_no_status_change_events(stack, self.router, self._emit_event, self.clock.now)
+        moto_gaps.sfn_stop_leaves_tasks_waiting(stack)
         moto_gaps.botocore_calls_unobserved(stack, self._on_call)
         moto_gaps.sfn_threads_carry_no_execution(stack)
         moto_gaps.spot_market_is_constant(stack, self.market, self.clock, self.region)
         self._patch_lambda_clock(stack)
         self.clock.on_advance(self._on_clock_advance)
         self._deploy()
+        if self.run_user_data:
+            self.serve()  # before any launch: instance processes reach the emulator here
+        stack.callback(self.instances.close)  # processes end before the server and moto go
 
     def _patch_lambda_clock(self, stack: ExitStack) -> None:
         """The Lambda code reads time only through ec2ops_lambda.clock: point it at the emulator clock."""
@@ -173,13 +219,23 @@ class LocalCloud:
                 check_lambda_asset_is_current(self.cdk_out, template, self.lambda_source)
             self.deployments[stack_name] = deployer.deploy(stack_name, template)
         self._subscribe_to_notifications()
+        ami_parameters = sorted(
+            {
+                environment["TRAINING_AMI_PARAMETER"]
+                for deployment in self.deployments.values()
+                for environment in deployment.function_environments.values()
+                if environment.get("TRAINING_AMI_PARAMETER", "").startswith("/aws/service/")
+            }
+        )
+        moto_gaps.public_ami_parameters_missing(self.account_id, self.region, ami_parameters, _AMI_PARAMETERS["x86_64"])
 
     def serve(self, port: int = 0) -> str:
         """Serve this emulator on 127.0.0.1 for other processes; returns the endpoint URL."""
-        if self._server is None:
-            self._server = LoopbackServer(self._on_call, port)
-            self._stack.callback(self._server.stop)
-        return self._server.endpoint_url
+        with self._server_lock:
+            if self._server is None:
+                self._server = LoopbackServer(self._on_call, port)
+                self._stack.callback(self._server.stop)
+            return self._server.endpoint_url
 
     # --- hooks ---------------------------------------------------------------------------------------------
     def _on_call(self, service: str, operation: str) -> ErrorResponse | None:
@@ -196,6 +252,7 @@ class LocalCloud:
         started = self.router.fire_due_schedules(now, backend)
         for arn in started:
             self._executions.setdefault(arn, arn.split(":")[-2])
+        self._interrupt_due(now)
 
     def _invoke_function(self, function: Any, payload: Any) -> tuple[bytes, str | None]:
         environment = dict(function.environment_vars or {})
@@ -209,6 +266,42 @@ class LocalCloud:
             timeout_s=int(function.timeout),
             payload=payload,
         )
+
+    def _join_event_targets(self) -> None:
+        try:
+            self.router.join(10.0)
+        except TimeoutError:
+            logging.getLogger(__name__).warning("Lambda targets of EventBridge rules still ran when the cloud closed")
+
+    def invoke(self, function_name: str, payload: Any) -> Any:
+        """Invoke a deployed function as EventBridge or the console would; its error raises RuntimeError."""
+        answer = self.client("lambda").invoke(FunctionName=function_name, Payload=json.dumps(payload).encode())
+        body = json.loads(answer["Payload"].read() or b"null")
+        if answer.get("FunctionError"):
+            raise RuntimeError(f"{function_name} failed: {body.get('errorType')}: {body.get('errorMessage')}")
+        return body
+
+    def _invoke_function_arn(self, function_arn: str, payload: str) -> tuple[bytes, str | None]:
+        """An EventBridge rule's Lambda target: the function's handler with the event (same runtime as tasks)."""
+        from moto.awslambda.utils import get_backend
+
+        function = get_backend(self.account_id, self.region).get_function(function_arn)
+        return self._invoke_function(function, json.loads(payload))
+
+    def _emit_event(self, event: dict[str, Any]) -> None:
+        """An event that an AWS service sends (not an API call of the account): straight into the default bus."""
+        from moto.events.models import events_backends
+
+        entry = {
+            "Source": event["source"],
+            "DetailType": event["detail-type"],
+            "Detail": json.dumps(event.get("detail", {})),
+            "Resources": list(event.get("resources", [])),
+            "Time": event.get("time") or self.clock.now().strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        for result in events_backends[self.account_id][self.region].put_events([entry]):
+            if "ErrorCode" in result:
+                raise ValueError(f"EventBridge refused the event: {result}")
 
     def _start_execution(self, state_machine_arn: str, name: str, payload: str) -> str:
         arn: str = self.sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=payload)["executionArn"]
@@ -357,6 +450,97 @@ class LocalCloud:
         """The states the instance went through, oldest first."""
         return [state for _when, state in self.timing.history(instance_id)]
 
+    # --- instances run locally (run_user_data) ---------------------------------------------------------------
+    def instance_root(self, instance_id: str) -> Path:
+        """The instance's disk: the sandbox its user data runs in (`user-data`, `console.log`, `opt-ec2ops/`)."""
+        return self.instances.record(instance_id).root
+
+    def console_output(self, instance_id: str) -> str:
+        """What the instance's user data wrote on stdout and stderr so far (EC2's console output)."""
+        return self.instances.console_output(instance_id)
+
+    def instance_process(self, instance_id: str) -> subprocess.Popen[bytes] | None:
+        """The process running the instance's user data (None for an instance that runs nothing locally)."""
+        return self.instances.process(instance_id)
+
+    def kill_instance_process(self, instance_id: str) -> None:
+        """SIGKILL the instance's processes and leave the instance `running`: an instance that dies silently."""
+        self.instances.kill_process(instance_id)
+
+    def wait_for_instance_process(self, instance_id: str, timeout: float = 30.0) -> int | None:
+        """Wait (real seconds) until the user data process exits (and a shutdown it asked for is applied);
+        returns its exit status (negative: the signal that killed it). TimeoutError when it still runs."""
+        return self.instances.wait(instance_id, timeout)
+
+    # --- spot interruptions ----------------------------------------------------------------------------------
+    def interrupt(self, instance_id: str, action: str = "terminate") -> list[str]:
+        """What AWS does to a reclaimed spot instance: the rebalance recommendation and the two-minute warning
+        (on the instance's metadata service and as EventBridge events), then, when the emulator clock has passed
+        two more minutes, the interruption itself (`terminate`, or `stop` / `hibernate`: stopped), with state
+        reason `Server.SpotInstanceTermination` (or `Server.SpotInstanceShutdown`).
+
+        Returns the ARNs of the executions the app's rules started for the two events."""
+        if action not in _INTERRUPTION_ACTIONS:
+            raise ValueError(f"action is one of {_INTERRUPTION_ACTIONS}, not {action!r}")
+        instance = self._moto_instance(instance_id)
+        if instance.lifecycle != "spot":
+            raise ValueError(f"{instance_id} is an on-demand instance: only spot instances are interrupted")
+        if instance._state.name not in ("pending", "running"):
+            raise ValueError(f"{instance_id} is {instance._state.name}: there is nothing left to interrupt")
+        now = self.clock.now()
+        at = now + INTERRUPTION_NOTICE
+        metadata = self.instances.metadata(instance_id)
+        if metadata is not None:
+            metadata.announce_rebalance(now)
+            metadata.announce_interruption(action, at)
+        with self._interruptions_lock:
+            self._interruptions[instance_id] = _Interruption(instance_id, action, at)
+        arn = f"arn:aws:ec2:{self.region}:{self.account_id}:instance/{instance_id}"
+        common = {
+            "version": "0",
+            "source": "aws.ec2",
+            "account": self.account_id,
+            "time": now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "region": self.region,
+            "resources": [arn],
+        }
+        rebalance = {
+            **common,
+            "id": str(uuid.uuid4()),
+            "detail-type": "EC2 Instance Rebalance Recommendation",
+            "detail": {"instance-id": instance_id},
+        }
+        warning = {
+            **common,
+            "id": str(uuid.uuid4()),
+            "detail-type": "EC2 Spot Instance Interruption Warning",
+            "detail": {"instance-id": instance_id, "instance-action": action},
+        }
+        return self.put_event(rebalance) + self.put_event(warning)
+
+    def _interrupt_due(self, now: datetime) -> None:
+        with self._interruptions_lock:
+            due = [i for i in self._interruptions.values() if i.at <= now]
+            for interruption in due:
+                del self._interruptions[interruption.instance_id]
+        for interruption in due:
+            instance = self._moto_instance(interruption.instance_id)
+            if instance._state.name not in ("pending", "running"):
+                continue
+            code, message = _SPOT_REASONS[interruption.action]
+            if interruption.action == "terminate":
+                instance.terminate()  # spot interruption ignores termination protection, as on AWS
+            else:
+                instance.stop()
+            self.timing.set_reason(instance.id, code, message)
+            self.timing.complete(instance.id)  # the reclaimed capacity is gone at once
+            instance._reason = f"Service initiated ({now:%Y-%m-%d %H:%M:%S} GMT)"
+
+    def _moto_instance(self, instance_id: str) -> Any:
+        from moto.ec2.models import ec2_backends
+
+        return ec2_backends[self.account_id][self.region].get_instance(instance_id)
+
     # --- executions ----------------------------------------------------------------------------------------------
     def start(self, workflow: str, payload: Any, *, name: str | None = None) -> str:
         """Start `ec2ops-<workflow>` with this input; returns the execution ARN."""
@@ -373,14 +557,21 @@ class LocalCloud:
         while True:
             description = self.sfn.describe_execution(executionArn=execution_arn)
             if description["status"] in _TERMINAL:
+                # Its status change event reaches the rules' targets before the caller looks at them.
+                self.router.wait_published(execution_arn, max(1.0, deadline - time.monotonic()))
                 return self._result(description)
             if time.monotonic() > deadline:
                 raise ExecutionStillRunning(f"{execution_arn} still {description['status']} after {timeout}s")
             time.sleep(0.005)
 
     def wait_all(self, *, timeout: float = 120.0) -> list[ExecutionResult]:
-        """The results of every execution started so far (by hand, by events or by schedules)."""
-        return [self.wait(arn, timeout=timeout) for arn in list(self._executions)]
+        """The results of every execution started so far (by hand, by events or by schedules), including those
+        that the end of another started (rules on execution status changes)."""
+        results: dict[str, ExecutionResult] = {}
+        while pending := [arn for arn in list(self._executions) if arn not in results]:
+            for arn in pending:
+                results[arn] = self.wait(arn, timeout=timeout)
+        return [results[arn] for arn in list(self._executions) if arn in results]
 
     def execution_history(self, execution_arn: str) -> list[dict[str, Any]]:
         events: list[dict[str, Any]] = []

@@ -220,6 +220,15 @@ class Ec2Timing:
             )
             return previous
 
+    def set_reason(self, instance_id: str, code: str, message: str) -> None:
+        """The state reason of the instance's in-flight transition, shown at once and kept when it completes: an
+        instance-initiated shutdown or a spot interruption instead of the default user-initiated one."""
+        with self._lock:
+            entry = self._instances.get(instance_id)
+            if entry is not None:
+                entry[1].reason_code, entry[1].reason_message = code, message
+                _set_state_reason(entry[0], code, message)
+
     def require_stopped_for_type_change(self, instance: Any) -> None:
         """EC2 changes the type only of a stopped instance."""
         if instance._state.name != "stopped":

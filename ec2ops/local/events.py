@@ -2,8 +2,12 @@
 
 moto matches rule patterns but delivers only to SQS, logs and buses (a Step Functions or Lambda target raises
 NotImplementedError), and it stores schedules without ever firing them. The router delivers a matched event to
-Step Functions targets (input as the target says: `Input`, `InputPath` or `InputTransformer`), and fires
-one-time `at(...)` and `rate(...)` schedules when the emulator clock passes their time.
+Step Functions targets (input as the target says: `Input`, `InputPath` or `InputTransformer`) and to Lambda
+targets (invoked asynchronously, as EventBridge invokes functions: on a thread of its own; what fails is kept in
+`target_errors`), and fires one-time `at(...)` and `rate(...)` schedules when the emulator clock passes their time.
+
+It also tracks the "Step Functions Execution Status Change" events being published for executions that end
+(moto_gaps.sfn_emits_no_status_change_events), so a waiter can know that an execution's end has been routed.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,6 +26,7 @@ from typing import Any
 from jsonpath_ng.ext import parse as jsonpath  # type: ignore[attr-defined]
 
 StartExecution = Callable[[str, str, str], str]  # (state machine arn, name, input json) -> execution arn
+InvokeFunction = Callable[[str, str], tuple[bytes, str | None]]  # (function arn, input json) -> (body, error)
 
 _AT = re.compile(r"^at\((\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})\)$")
 _RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
@@ -35,6 +41,28 @@ class Delivery:
     input: str
 
 
+@dataclass(frozen=True)
+class FunctionDelivery:
+    """One asynchronous invocation of a Lambda target; `error` is the function error or exception, if any."""
+
+    source: str
+    function_arn: str
+    input: str
+    response: bytes | None
+    error: str | None
+
+
+@dataclass(frozen=True)
+class TargetError:
+    """A target that could not take its event (a function that raised, a missing function, ...)."""
+
+    source: str
+    target_arn: str
+    error: str
+    message: str
+    input: str
+
+
 @dataclass
 class _Collector:
     started: list[str] = field(default_factory=list)
@@ -43,9 +71,15 @@ class _Collector:
 class EventRouter:
     """Delivers events and schedules to Step Functions targets; remembers what it started."""
 
-    def __init__(self, start_execution: StartExecution) -> None:
+    def __init__(self, start_execution: StartExecution, invoke_function: InvokeFunction | None = None) -> None:
         self._start_execution = start_execution
+        self._invoke_function = invoke_function
         self.deliveries: list[Delivery] = []
+        self.function_deliveries: list[FunctionDelivery] = []
+        self.target_errors: list[TargetError] = []
+        self._threads: list[threading.Thread] = []
+        self._publishing: dict[str, int] = {}  # execution arn -> status change events being published
+        self._idle = threading.Condition()
         self._collectors = threading.local()
         self._fired_once: set[str] = set()
         self._next_rate_run: dict[str, datetime] = {}
@@ -62,8 +96,12 @@ class EventRouter:
             self._collectors.current = None
 
     def deliver(self, source: str, target: dict[str, Any], event: dict[str, Any]) -> str | None:
+        """Deliver to a state machine (returns the execution ARN) or a Lambda function (async; returns None)."""
         arn: str = target["Arn"]
-        if ":states:" not in arn or ":stateMachine:" not in arn:
+        if is_function_target(arn):
+            self._invoke_async(source, arn, target_input(target, event))
+            return None
+        if not is_state_machine_target(arn):
             return None
         payload = target_input(target, event)
         name = f"{_name_part(source)}-{uuid.uuid4().hex[:12]}"
@@ -74,6 +112,68 @@ class EventRouter:
         if collector is not None:
             collector.started.append(execution_arn)
         return execution_arn
+
+    def _invoke_async(self, source: str, function_arn: str, payload: str) -> None:
+        def invoke() -> None:
+            response: bytes | None = None
+            error: str | None = None
+            message = ""
+            try:
+                if self._invoke_function is None:
+                    raise NotImplementedError("this router has no Lambda runtime")
+                response, error = self._invoke_function(function_arn, payload)
+                if error is not None:
+                    message = response.decode(errors="replace")
+            except Exception as raised:  # kept for the tests to read, as EventBridge keeps failed deliveries
+                error, message = type(raised).__name__, str(raised)
+            with self._lock:
+                self.function_deliveries.append(FunctionDelivery(source, function_arn, payload, response, error))
+                if error is not None:
+                    self.target_errors.append(TargetError(source, function_arn, error, message, payload))
+
+        thread = threading.Thread(target=invoke, name=f"event-target-{_name_part(source)}", daemon=True)
+        with self._lock:
+            self._threads.append(thread)
+        thread.start()
+
+    def join(self, timeout: float = 30.0) -> None:
+        """Wait (real seconds) for the Lambda targets invoked so far, and for status change events being routed."""
+        deadline = time.monotonic() + timeout
+        with self._idle:
+            self._idle.wait_for(lambda: not self._publishing, timeout)
+        while True:
+            with self._lock:
+                pending = [t for t in self._threads if t.is_alive()]
+                self._threads = pending
+            if not pending:
+                return
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"{len(pending)} Lambda target(s) still running after {timeout}s")
+            pending[0].join(left)
+
+    # --- status change events of executions ------------------------------------------------------------
+    def begin_publication(self, execution_arn: str) -> None:
+        with self._idle:
+            self._publishing[execution_arn] = self._publishing.get(execution_arn, 0) + 1
+
+    def end_publication(self, execution_arn: str) -> None:
+        with self._idle:
+            left = self._publishing.get(execution_arn, 1) - 1
+            if left > 0:
+                self._publishing[execution_arn] = left
+            else:
+                self._publishing.pop(execution_arn, None)
+            self._idle.notify_all()
+
+    def wait_published(self, execution_arn: str, timeout: float = 30.0) -> bool:
+        """Wait until the status change event of this (ended) execution has been routed to its rules' targets."""
+        with self._idle:
+            return self._idle.wait_for(lambda: execution_arn not in self._publishing, timeout)
+
+    def record_error(self, source: str, target_arn: str, error: BaseException, payload: str) -> None:
+        with self._lock:
+            self.target_errors.append(TargetError(source, target_arn, type(error).__name__, str(error), payload))
 
     # --- schedules -------------------------------------------------------------------------------------
     def fire_due_schedules(self, now: datetime, scheduler_backend: Any) -> list[str]:
@@ -115,6 +215,14 @@ class EventRouter:
                 self._next_rate_run[key] += period
             return next_run
         return None
+
+
+def is_state_machine_target(arn: str) -> bool:
+    return ":states:" in arn and ":stateMachine:" in arn
+
+
+def is_function_target(arn: str) -> bool:
+    return ":lambda:" in arn and ":function:" in arn
 
 
 def target_input(target: dict[str, Any], event: dict[str, Any]) -> str:

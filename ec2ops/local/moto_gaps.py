@@ -9,9 +9,12 @@ from __future__ import annotations
 import importlib
 import json
 import sys
+import threading
+import time
+import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
 
@@ -210,18 +213,23 @@ def lambda_invoke_echoes_payload(stack: ExitStack, invoke: Callable[..., tuple[b
 
 
 def event_targets_not_delivered(stack: ExitStack, router: EventRouter) -> None:
-    """moto delivers matched events to SQS and logs only; deliver to Step Functions targets too."""
+    """moto delivers matched events to SQS and logs only; deliver to Step Functions and Lambda targets too."""
     import copy
 
     from moto.events.models import Rule
 
+    from ec2ops.local.events import is_function_target, is_state_machine_target
+
     original = Rule.send_to_targets
+
+    def routed(arn: str) -> bool:
+        return is_state_machine_target(arn) or is_function_target(arn)
 
     def send_to_targets(self: Any, original_event: Any, transform_input: bool = True) -> None:
         if not self.event_pattern.matches_event(original_event):
             return
-        ours = [t for t in self.targets if ":states:" in t["Arn"]]
-        others = [t for t in self.targets if ":states:" not in t["Arn"]]
+        ours = [t for t in self.targets if routed(t["Arn"])]
+        others = [t for t in self.targets if not routed(t["Arn"])]
         if others:
             rest = copy.copy(self)
             rest.targets = others
@@ -454,3 +462,286 @@ def sfn_nested_execution_shapes_unconverted(stack: ExitStack) -> None:
         ("_eval_service_task", eval_service_task),
     ):
         stack.enter_context(mock.patch.object(sfn_task.StateTaskServiceSfn, name, replacement))
+
+
+STATUS_CHANGE = "Step Functions Execution Status Change"
+
+
+def sfn_emits_no_status_change_events(
+    stack: ExitStack, router: EventRouter, emit: Callable[[dict[str, Any]], None], now: Callable[[], datetime]
+) -> None:
+    """moto's Step Functions never sends "Step Functions Execution Status Change" events to EventBridge; AWS sends
+    one when a Standard execution ends (SUCCEEDED, FAILED, TIMED_OUT, ABORTED), so rules on it never fire. Send it,
+    in AWS's shape, when moto's interpreter reports the execution terminated (also after StopExecution)."""
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication
+
+    original = BaseExecutionWorkerCommunication.terminated
+
+    def terminated(self: Any) -> None:
+        execution = self.execution
+        arn = str(execution.exec_arn)
+        router.begin_publication(arn)
+        try:
+            original(self)
+            if str(getattr(execution.sm_type, "value", execution.sm_type)) != "STANDARD":
+                return  # Express workflows send no status change events
+            event = execution_status_change_event(execution, now())
+            # Routing the event is EventBridge's work, not the execution's: count its calls outside it.
+            previous = counters.current_execution(), counters.current_function()
+            counters.set_current_execution(None)
+            counters.set_current_function(None)
+            try:
+                emit(event)
+            except Exception as error:  # kept for tests; the execution itself has ended either way
+                router.record_error(f"status-change:{execution.name}", arn, error, json.dumps(event, default=str))
+            finally:
+                counters.set_current_execution(None if previous[0] == counters.UNATTRIBUTED else previous[0])
+                counters.set_current_function(previous[1])
+        finally:
+            router.end_publication(arn)
+
+    stack.enter_context(mock.patch.object(BaseExecutionWorkerCommunication, "terminated", terminated))
+
+
+def execution_status_change_event(execution: Any, at: datetime) -> dict[str, Any]:
+    """The EventBridge event AWS sends for an execution that ended (moto's parser Execution)."""
+    from moto.stepfunctions.parser.asl.utils.encoding import to_json_str
+
+    def epoch_ms(value: Any) -> int | None:
+        if not isinstance(value, datetime):
+            return None
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return int(aware.timestamp() * 1000)
+
+    status = str(execution.status)
+    output = execution.output if status == "SUCCEEDED" else None
+    raw_input = execution.execution_input
+    detail = {
+        "executionArn": execution.exec_arn,
+        "stateMachineArn": execution.state_machine_arn,
+        "name": execution.name,
+        "status": status,
+        "startDate": epoch_ms(execution.start_date),
+        "stopDate": epoch_ms(execution.stop_date),
+        "input": raw_input if isinstance(raw_input, str) else to_json_str(execution.input_data, separators=(",", ":")),
+        # as DescribeExecution gives it, so that the two can be compared
+        "output": (output if isinstance(output, str) else json.dumps(output)) if status == "SUCCEEDED" else None,
+        "inputDetails": {"included": True},
+        "outputDetails": {"included": True},
+        "error": execution.error,
+        "cause": execution.cause,
+    }
+    return {
+        "version": "0",
+        "id": str(uuid.uuid4()),
+        "detail-type": STATUS_CHANGE,
+        "source": "aws.states",
+        "account": execution.account_id,
+        "time": at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "region": execution.region_name,
+        "resources": [execution.exec_arn],
+        "detail": detail,
+    }
+
+
+def user_data_never_runs(
+    stack: ExitStack,
+    on_launch: Callable[[Any, str | None], None],
+    on_leave_running: Callable[[Any], None],
+) -> None:
+    """moto stores user data and never runs it; EC2 runs it at first boot, and a stop or terminate ends what runs.
+    Report each launched instance, with its instance profile (name or ARN: moto associates it only after
+    RunInstances returns), and each stop or terminate, to the runner that runs user data as local processes."""
+    from moto.ec2.models.instances import Instance, InstanceBackend
+
+    original_run = InstanceBackend.run_instances
+    original_stop = Instance.stop
+    original_terminate = Instance.terminate
+
+    def run_instances(self: Any, *args: Any, **kwargs: Any) -> Any:
+        reservation = original_run(self, *args, **kwargs)
+        profile = kwargs.get("iam_instance_profile_arn") or kwargs.get("iam_instance_profile_name")
+        if not profile and kwargs.get("launch_template"):
+            from_template = self._get_template_from_args(kwargs["launch_template"]).data.get("IamInstanceProfile")
+            profile = (from_template or {}).get("Arn") or (from_template or {}).get("Name")
+        for instance in reservation.instances:
+            on_launch(instance, profile)
+        return reservation
+
+    def stop(self: Any) -> Any:
+        previous = original_stop(self)
+        on_leave_running(self)
+        return previous
+
+    def terminate(self: Any) -> Any:
+        previous = original_terminate(self)
+        on_leave_running(self)
+        return previous
+
+    stack.enter_context(mock.patch.object(InstanceBackend, "run_instances", run_instances))
+    stack.enter_context(mock.patch.object(Instance, "stop", stop))
+    stack.enter_context(mock.patch.object(Instance, "terminate", terminate))
+
+
+def launch_template_shutdown_behavior_ignored(stack: ExitStack) -> None:
+    """moto ignores a launch template's InstanceInitiatedShutdownBehavior (the instance keeps `stop`); EC2 applies
+    it unless RunInstances gives its own."""
+    from moto.ec2.models.instances import InstanceBackend
+
+    original_run = InstanceBackend.run_instances
+
+    def run_instances(self: Any, *args: Any, **kwargs: Any) -> Any:
+        reservation = original_run(self, *args, **kwargs)
+        if kwargs.get("launch_template") and not kwargs.get("instance_initiated_shutdown_behavior"):
+            data = self._get_template_from_args(kwargs["launch_template"]).data
+            behavior = data.get("InstanceInitiatedShutdownBehavior")
+            if behavior:
+                for instance in reservation.instances:
+                    instance.instance_initiated_shutdown_behavior = behavior
+        return reservation
+
+    stack.enter_context(mock.patch.object(InstanceBackend, "run_instances", run_instances))
+
+
+def sfn_stop_leaves_tasks_waiting(stack: ExitStack) -> None:
+    """moto's StopExecution does not wake a task waiting for its token (or a heartbeat): the execution stays RUNNING
+    until the token comes, and a task that then fails turns the stopped execution FAILED. On AWS it is ABORTED at
+    once. Wake the waiting tasks, and let nothing but the stop decide how a stopped execution ends. moto also drops
+    StopExecution's `error` and `cause`; AWS reports them on the aborted execution."""
+    from moto.stepfunctions.parser.asl.eval.environment import Environment
+    from moto.stepfunctions.parser.asl.eval.program_state import ProgramStopped
+    from moto.stepfunctions.parser.backend.execution import BaseExecutionWorkerCommunication, Execution
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    original_stop = Execution.stop
+    original_set_error = Environment.set_error
+    original_set_timed_out = Environment.set_timed_out
+    original_response = StepFunctionResponse.stop_execution
+    original_reflect: Any = BaseExecutionWorkerCommunication._reflect_execution_status
+    request = threading.local()
+
+    def stop_execution_response(self: Any) -> Any:
+        request.given = (self._get_param("error"), self._get_param("cause"))
+        try:
+            return original_response(self)
+        finally:
+            request.given = None
+
+    def reflect_execution_status(self: Any) -> None:
+        original_reflect(self)
+        program_state = self.execution.exec_worker.env.program_state()
+        if isinstance(program_state, ProgramStopped):
+            self.execution.error = program_state.error or None
+            self.execution.cause = program_state.cause or None
+
+    def stop(self: Any, stop_date: Any, error: str | None, cause: str | None) -> None:
+        given = getattr(request, "given", None)
+        if given is not None and not error and not cause:
+            error, cause = given
+        worker = self.exec_worker
+        deadline = time.monotonic() + 2.0
+        while worker is not None and worker.env is None and time.monotonic() < deadline:
+            time.sleep(0.001)  # started a moment ago: its interpreter has not set up yet
+        original_stop(self, stop_date, error, cause)
+        env = getattr(worker, "env", None)
+        if env is not None:
+            for endpoint in list(env.callback_pool_manager._pool.values()):
+                endpoint.interrupt_all()
+
+    def set_error(self: Any, error: Any) -> None:
+        if not isinstance(self._program_state, ProgramStopped):
+            original_set_error(self, error)
+
+    def set_timed_out(self: Any) -> None:
+        if not isinstance(self._program_state, ProgramStopped):
+            original_set_timed_out(self)
+
+    stack.enter_context(mock.patch.object(Execution, "stop", stop))
+    stack.enter_context(mock.patch.object(StepFunctionResponse, "stop_execution", stop_execution_response))
+    stack.enter_context(
+        mock.patch.object(BaseExecutionWorkerCommunication, "_reflect_execution_status", reflect_execution_status)
+    )
+    stack.enter_context(mock.patch.object(Environment, "set_error", set_error))
+    stack.enter_context(mock.patch.object(Environment, "set_timed_out", set_timed_out))
+
+
+def public_ami_parameters_missing(account_id: str, region: str, names: list[str], stand_in: str) -> list[str]:
+    """moto serves only Amazon Linux's public AMI parameters; the app's training AMI parameter (AWS's Deep Learning
+    AMI, `/aws/service/deeplearning/...`) is missing and reserved for PutParameter. Each missing name gets the AMI id
+    of the `stand_in` parameter (Amazon Linux of the same architecture). Returns the names it added."""
+    from datetime import datetime
+
+    from moto.ssm.models import Parameter, ssm_backends
+
+    backend = ssm_backends[account_id][region]
+    source = backend.get_parameter(stand_in)
+    if source is None:
+        raise LookupError(f"moto has no {stand_in} to stand in for the training AMI")
+    added = []
+    for name in names:
+        if backend.get_parameter(name) is not None:
+            continue
+        backend._parameters[name].append(
+            Parameter(  # type: ignore[abstract]
+                account_id=account_id,
+                name=name,
+                value=source.value,
+                parameter_type="String",
+                description=f"ec2ops.local stand-in: {stand_in}",
+                allowed_pattern=None,
+                keyid=None,
+                last_modified_date=datetime.now(UTC),
+                version=1,
+                data_type="aws:ec2:image",
+            )
+        )
+        added.append(name)
+    return added
+
+
+def sfn_send_task_failure_drops_cause(stack: ExitStack) -> None:
+    """moto's SendTaskFailure keeps the error but drops the cause; the Catch and the execution then lose the
+    instance's explanation (`training command exited with code 3`)."""
+    from moto.core.responses import EmptyResult
+    from moto.stepfunctions.responses import StepFunctionResponse
+
+    def send_task_failure(self: Any) -> Any:
+        self.stepfunction_backend.send_task_failure(
+            self._get_param("taskToken"), error=self._get_param("error"), cause=self._get_param("cause")
+        )
+        return EmptyResult()
+
+    stack.enter_context(mock.patch.object(StepFunctionResponse, "send_task_failure", send_task_failure))
+
+
+def sfn_heartbeat_timeout_reported_as_timeout(stack: ExitStack) -> None:
+    """moto reports a missed heartbeat as `States.Timeout`; AWS names it `States.HeartbeatTimeout`, so a run that
+    died silently reads as one that ran too long."""
+    from moto.stepfunctions.parser.api import HistoryEventType, TaskTimedOutEventDetails
+    from moto.stepfunctions.parser.asl.component.common.error_name.failure_event import FailureEvent
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name import StatesErrorName
+    from moto.stepfunctions.parser.asl.component.common.error_name.states_error_name_type import (
+        StatesErrorNameType,
+    )
+    from moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_callback import (
+        StateTaskServiceCallback,
+    )
+    from moto.stepfunctions.parser.asl.eval.callback.callback import HeartbeatTimeoutError
+    from moto.stepfunctions.parser.asl.eval.event.event_detail import EventDetails
+
+    original = StateTaskServiceCallback._from_error
+
+    def from_error(self: Any, env: Any, ex: Exception) -> Any:
+        if isinstance(ex, HeartbeatTimeoutError):
+            name = StatesErrorNameType.StatesHeartbeatTimeout
+            return FailureEvent(
+                env=env,
+                error_name=StatesErrorName(typ=name),
+                event_type=HistoryEventType.TaskTimedOut,
+                event_details=EventDetails(  # type: ignore[typeddict-item]
+                    taskTimedOutEventDetails=TaskTimedOutEventDetails(error=name.to_name())
+                ),
+            )
+        return original(self, env, ex)
+
+    stack.enter_context(mock.patch.object(StateTaskServiceCallback, "_from_error", from_error))

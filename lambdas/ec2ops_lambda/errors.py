@@ -83,3 +83,12 @@ class ReplacementFailed(Ec2OpsError):
 
 class PromotionFailed(Ec2OpsError):
     """The replacement runs but the Elastic IP or role tags could not be moved to it; the message says what is where."""
+
+
+# --- training runs -----------------------------------------------------------------------------------------
+class RunActive(Ec2OpsError):
+    """A run is already active in the env (its state file exists): named in the message; nothing was launched."""
+
+
+class TrainingLaunchFailed(Ec2OpsError):
+    """No subnet could launch the training instance; every attempt is listed. The run was cleaned up."""

@@ -8,7 +8,7 @@ import pytest
 
 from stacks import constants as c
 from stacks.orchestration import LOG_ACTIONS
-from stacks.workflows import resize, snapshot, spot_failover
+from stacks.workflows import resize, snapshot, spot_failover, training_run
 from tests.infra import iam_helpers as iam
 from tests.infra.synth import Synthesized
 
@@ -19,6 +19,7 @@ WORKFLOWS: dict[str, tuple[dict[str, frozenset[str]], Callable[[str], str]]] = {
     "snapshot": (snapshot.FUNCTION_ACTIONS, c.snapshot_function_name),
     "resize": (resize.FUNCTION_ACTIONS, c.resize_function_name),
     "spot-failover": (spot_failover.FUNCTION_ACTIONS, c.spot_function_name),
+    "training-run": (training_run.FUNCTION_ACTIONS, c.training_function_name),
 }
 # Mutating EC2 actions allowed only together with a tag condition, whatever their resource.
 TAG_CONDITIONED = {"ec2:DeleteSnapshot", "ec2:CreateCapacityReservation", "ec2:CancelCapacityReservation"}
@@ -143,9 +144,9 @@ def _function_statements(app: Synthesized, name: str) -> list[iam.Statement]:
     return iam.role_statements(app.template, iam.role_of(function))
 
 
-def test_only_resize_finish_and_spot_launch_pass_roles_each_to_its_one_service(default_app: Synthesized) -> None:
+def test_only_resize_finish_and_the_launches_pass_roles_each_to_its_one_service(default_app: Synthesized) -> None:
     passing = [s for s in iam.all_statements(default_app.template) if s.allows("iam:PassRole")]
-    assert len(passing) == 2
+    assert len(passing) == 3
     # resize finish: only the scheduler role, only to EventBridge Scheduler
     (finish,) = [
         s for s in _function_statements(default_app, c.resize_function_name("finish")) if s.allows("iam:PassRole")
@@ -161,6 +162,14 @@ def test_only_resize_finish_and_spot_launch_pass_roles_each_to_its_one_service(d
     assert launch.condition == {
         "StringEquals": {"iam:PassedToService": "ec2.amazonaws.com", f"iam:ResourceTag/{c.TAG_MANAGED}": "true"}
     }
+    # training launch: only the training instance role, only to EC2
+    (training,) = [
+        s for s in _function_statements(default_app, c.training_function_name("launch")) if s.allows("iam:PassRole")
+    ]
+    (role,) = training.resources
+    trust = default_app.template["Resources"][role.strip("<>").removesuffix(".Arn")]["Properties"]
+    assert trust["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+    assert training.condition == {"StringEquals": {"iam:PassedToService": "ec2.amazonaws.com"}}
 
 
 def test_spot_launch_creates_only_managed_instances_and_terminates_only_its_replacements(

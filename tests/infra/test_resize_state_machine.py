@@ -426,4 +426,5 @@ def test_opt_in_alarms_watch_every_workflow(opt_in_app: Synthesized) -> None:
         "An execution of ec2ops-resize",
         "An execution of ec2ops-snapshot",
         "An execution of ec2ops-spot-failover",
+        "An execution of ec2ops-training-run",
     ]

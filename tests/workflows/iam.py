@@ -7,6 +7,13 @@ from typing import Any
 
 # botocore event service id -> IAM action prefix, where they differ
 _IAM_PREFIX = {"sfn": "states", "cloudwatch": "cloudwatch", "logs": "logs"}
+# API operations authorized by an IAM action of another name.
+_IAM_ACTION = {
+    "s3:HeadObject": "s3:GetObject",
+    "s3:ListObjectsV2": "s3:ListBucket",
+    "s3:ListObjects": "s3:ListBucket",
+    "s3:CopyObject": "s3:PutObject",
+}
 
 
 def granted_actions(template: dict[str, Any], role_logical_id: str) -> list[tuple[str, Any]]:
@@ -35,7 +42,8 @@ def granted_actions(template: dict[str, Any], role_logical_id: str) -> list[tupl
 def iam_action(call: str) -> str:
     """`ec2:DescribeInstances` (botocore event form) -> the IAM action it needs."""
     service, operation = call.split(":", 1)
-    return f"{_IAM_PREFIX.get(service, service)}:{operation}"
+    action = f"{_IAM_PREFIX.get(service, service)}:{operation}"
+    return _IAM_ACTION.get(action, action)
 
 
 def is_granted(action: str, granted: list[tuple[str, Any]]) -> bool:

@@ -70,11 +70,13 @@ class LedgerItem:
     cost_effect: Mapping[str, Any]
     detail: Mapping[str, Any] = field(default_factory=dict)
     expires_at: int | None = None
+    partition: str | None = None
+    """Another partition than the instance's: a training run's items live under `run#<run_id>`."""
 
     @property
     def pk(self) -> str:
         """Partition key."""
-        return partition_key(self.instance_id)
+        return self.partition or partition_key(self.instance_id)
 
     @property
     def sk(self) -> str:
@@ -158,14 +160,14 @@ class Ledger:
                 ) from None
         return item.pk, item.sk
 
-    def items(self, instance_id: str) -> list[dict[str, Any]]:
-        """An instance's items, oldest first (for reports and tests)."""
+    def items(self, instance_id: str, *, partition: str | None = None) -> list[dict[str, Any]]:
+        """An instance's items (or another partition's), oldest first (for reports, cost records and tests)."""
         found: list[dict[str, Any]] = []
         paginator = self.client.get_paginator("query")
         for page in paginator.paginate(
             TableName=self.table_name,
             KeyConditionExpression="pk = :pk",
-            ExpressionAttributeValues={":pk": {"S": partition_key(instance_id)}},
+            ExpressionAttributeValues={":pk": {"S": partition or partition_key(instance_id)}},
         ):
             found.extend(
                 {key: self._deserializer.deserialize(value) for key, value in raw.items()}  # type: ignore[arg-type]

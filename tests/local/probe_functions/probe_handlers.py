@@ -22,3 +22,16 @@ def start_instance(event: dict[str, Any], context: Any) -> dict[str, Any]:
             raise CapacityUnavailable(error.response["Error"]["Message"]) from error
         raise
     return {"started": event["instance_id"], "marker": os.environ.get("PROBE_MARKER", "")}
+
+
+def record_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A rule's Lambda target (or a task waiting for its token): returns what it was given."""
+    return {"received": event}
+
+
+class EventRefused(Exception):
+    """Raised by a rule target that fails, so that the emulator's record of failed deliveries can be tested."""
+
+
+def refuse_event(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    raise EventRefused(f"refused {event.get('detail-type', 'an event')}")

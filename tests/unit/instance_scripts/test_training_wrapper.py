@@ -493,3 +493,166 @@ def test_sigterm_to_the_wrapper_process_stops_the_training_group(workdir: Path) 
     assert (workdir / "got-sigterm").exists()
     assert json.loads((workdir / "training.json").read_text())["status"] == "killed"
     assert b"received SIGTERM" in stderr
+
+
+def test_checkpoint_request_never_kills_a_child_without_a_sigusr1_handler(config: WrapperConfig) -> None:
+    """SIGUSR1's default action ends a process: a job that cannot checkpoint on request keeps training."""
+    child(
+        config.workdir,
+        """
+        CKPT.mkdir(parents=True)
+        (CKPT / "epoch-1.pt").write_text("from the last epoch")
+        Path("ready").touch()
+        while Path("ready").exists():
+            time.sleep(0.02)
+        print("finished normally")
+        """,
+    )
+    uploader = RecordingUploader()
+    request = config.checkpoint_request
+
+    def spot_watcher() -> None:
+        wait_for((config.workdir / "ready").exists)
+        request.parent.mkdir(parents=True, exist_ok=True)
+        request.write_text('{"action": "terminate"}')
+        wait_for(lambda: not request.exists(), timeout=10)
+        (config.workdir / "ready").unlink()
+
+    watcher = threading.Thread(target=spot_watcher, daemon=True)
+    watcher.start()
+
+    code = Wrapper(replace(config, checkpoint_settle=0.5), uploader=uploader, echo=io.StringIO()).run()
+    watcher.join(5)
+
+    assert code == 0
+    assert f"{PREFIX}/checkpoints/epoch-1.pt" in uploader.keys
+    assert "finished normally" in (config.log_dir / "training.log").read_text()
+
+
+def test_catches_signal_reads_the_process_signal_mask() -> None:
+    previous = signal.signal(signal.SIGUSR2, lambda *_: None)
+    try:
+        assert training_wrapper.catches_signal(os.getpid(), signal.SIGUSR2) is True
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    assert training_wrapper.catches_signal(os.getpid(), signal.SIGUSR2) is False
+    assert training_wrapper.catches_signal(2**22 + 12345, signal.SIGUSR1) is None
+
+
+def test_training_env_passes_values_verbatim_and_only_valid_names() -> None:
+    config = {
+        "quote": "a'b\"c",
+        "subst": "$(touch /tmp/x) `id`",
+        "lines": "line1\nline2",
+        "size": 64,
+        "nested": {"a": [1, None]},
+        "not-a-name": "x",
+        "1st": "x",
+        "nul": "a\0b",
+    }
+
+    env = training_wrapper.training_env(config)
+
+    assert json.loads(env.pop("EC2OPS_TRAINING_CONFIG")) == config
+    assert env == {
+        "EC2OPS_CONFIG_QUOTE": "a'b\"c",
+        "EC2OPS_CONFIG_SUBST": "$(touch /tmp/x) `id`",
+        "EC2OPS_CONFIG_LINES": "line1\nline2",
+        "EC2OPS_CONFIG_SIZE": "64",
+        "EC2OPS_CONFIG_NESTED": '{"a": [1, null]}',
+    }
+
+
+@pytest.mark.usefixtures("restore_signal_handlers")
+def test_main_with_settings_runs_their_command_with_the_config_in_the_environment(
+    workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    child(
+        workdir,
+        """
+        names = sorted(k for k in os.environ if k.startswith("EC2OPS_CONFIG_") or k == "EC2OPS_TRAINING_CONFIG")
+        Path("env.json").write_text(json.dumps({k: os.environ[k] for k in names}))
+        Path("argv.json").write_text(json.dumps(sys.argv[1:]))
+        """,
+    )
+    config = {"prediction_length": 64, "tricky": "it's $(rm -rf /) `x`\nsecond line"}
+    settings = tmp_path / "settings.json"
+    settings.write_text(
+        json.dumps({"command": [sys.executable, "train.py", "$HOME", "a b"], "training_config": config})
+    )
+    monkeypatch.delenv("EC2OPS_BUCKET", raising=False)
+    monkeypatch.delenv("EC2OPS_TASK_TOKEN", raising=False)
+
+    code = training_wrapper.main(["--workdir", str(workdir), "--settings", str(settings)])
+
+    assert code == 0
+    assert json.loads((workdir / "argv.json").read_text()) == ["$HOME", "a b"]
+    assert json.loads((workdir / "env.json").read_text()) == {
+        "EC2OPS_CONFIG_PREDICTION_LENGTH": "64",
+        "EC2OPS_CONFIG_TRICKY": "it's $(rm -rf /) `x`\nsecond line",
+        "EC2OPS_TRAINING_CONFIG": json.dumps(config),
+    }
+    assert json.loads((workdir / "training.json").read_text())["command"] == [
+        sys.executable,
+        "train.py",
+        "$HOME",
+        "a b",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ('{"command": "python train.py"}', "command must be a non-empty list of strings"),
+        ('{"command": []}', "command must be a non-empty list of strings"),
+        ('{"command": ["python"], "training_config": [1]}', "training_config must be an object"),
+        ("[1, 2]", "is not a JSON object"),
+        ("{not json", "cannot read settings"),
+    ],
+)
+def test_main_refuses_bad_settings(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: str, message: str
+) -> None:
+    settings = tmp_path / "settings.json"
+    settings.write_text(content)
+
+    with pytest.raises(SystemExit) as exited:
+        training_wrapper.main(["--workdir", str(tmp_path), "--settings", str(settings)])
+
+    assert exited.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_command_after_the_separator_wins_over_the_settings(workdir: Path, tmp_path: Path) -> None:
+    child(workdir, "Path('ran').write_text(' '.join(sys.argv[1:]))\n")
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"command": ["false"], "training_config": {"a": 1}}))
+
+    code = training_wrapper.main(
+        ["--workdir", str(workdir), "--settings", str(settings), "--", sys.executable, "train.py", "given"]
+    )
+
+    assert code == 0
+    assert (workdir / "ran").read_text() == "given"
+
+
+@pytest.mark.usefixtures("restore_signal_handlers")
+def test_a_resumed_run_does_not_upload_the_restored_checkpoints_again(
+    s3: Any, workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    restored = workdir / "checkpoints" / "epoch-2.pt"
+    restored.parent.mkdir()
+    restored.write_text("from the interrupted attempt")
+    child(workdir, "(CKPT / 'epoch-3.pt').write_text('new')\n")
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"command": [sys.executable, "train.py"], "resume": True}))
+    monkeypatch.delenv("EC2OPS_TASK_TOKEN", raising=False)
+    monkeypatch.delenv("EC2OPS_CHECKPOINT_DIR", raising=False)
+
+    code = training_wrapper.main(
+        ["--workdir", str(workdir), "--settings", str(settings), "--bucket", BUCKET, "--s3-prefix", PREFIX]
+    )
+
+    assert code == 0
+    keys = {item["Key"] for item in s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{PREFIX}/checkpoints/")["Contents"]}
+    assert keys == {f"{PREFIX}/checkpoints/epoch-3.pt"}

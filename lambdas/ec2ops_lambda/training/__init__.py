@@ -1,0 +1,1 @@
+"""The ec2ops-training-run workflow's domain logic (docs/training-runs.md)."""

@@ -1,0 +1,1 @@
+../instance_scripts/ec2ops_run_state.py
