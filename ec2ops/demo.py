@@ -240,7 +240,6 @@ def main() -> int:
 
         resize_story(cloud, iid)
         spot_story(cloud)
-        training_story()
 
         heading("The ledger (DynamoDB) for the instance")
         show_ledger(cloud.ledger_items(f"instance#{iid}"))
@@ -253,6 +252,7 @@ def main() -> int:
             f"Emulator clock: {cloud.clock.now():%Y-%m-%d %H:%M} UTC; "
             f"AWS calls in all: {sum(cloud.counter.total.values())}"
         )
+    training_story()  # a fresh emulator: this one runs the instances' user data
     return 0
 
 

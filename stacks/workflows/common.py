@@ -3,13 +3,15 @@ tasks (retried only for the Lambda service's own transient errors)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from typing import cast
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import CfnElement, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
+from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from stacks import constants as c
@@ -75,3 +77,94 @@ def invoke_lambda(
     )
     task.add_retry(errors=list(LAMBDA_TRANSIENT_ERRORS), interval=Duration.seconds(2), max_attempts=6, backoff_rate=2)
     return task
+
+
+# --- what every workflow construct needs for its functions and its cdk-nag findings ----------------------------
+def construct_id(short: str) -> str:
+    """`record-failure` -> `RecordFailureFunction`."""
+    return "".join(part.capitalize() for part in short.split("-")) + "Function"
+
+
+def workflow_functions(
+    scope: Construct,
+    base: Orchestration,
+    *,
+    handlers: Mapping[str, str],
+    name_of: Callable[[str], str],
+    workflow: str,
+    environment: Mapping[str, str] | Callable[[str], Mapping[str, str] | None] | None = None,
+    timeout_of: Callable[[str], int] | None = None,
+) -> dict[str, lambda_.Function]:
+    """One function per handler, each with its own role (the caller grants what it needs)."""
+
+    def env_of(short: str) -> dict[str, str] | None:
+        chosen = environment(short) if callable(environment) else environment
+        return dict(chosen) if chosen is not None else None
+
+    return {
+        short: base.function(
+            construct_id(short),
+            name_of(short),
+            handler,
+            env_of(short),
+            scope=scope,
+            description=f"ec2ops {workflow} workflow: {short}",
+            timeout_seconds=timeout_of(short) if timeout_of else c.LAMBDA_TIMEOUT_SECONDS,
+        )
+        for short, handler in handlers.items()
+    }
+
+
+def logical_id(construct: Construct) -> str:
+    """The CloudFormation logical id of a construct's resource, as cdk-nag's findings name it."""
+    return Stack.of(construct).get_logical_id(cast(CfnElement, construct.node.default_child))
+
+
+def ec2_arn(scope: Construct, resource: str, *, account: bool = True) -> str:
+    """`arn:<partition>:ec2:<region>:<account>:<resource>/*`; snapshots and images carry no account."""
+    return Stack.of(scope).format_arn(
+        service="ec2", resource=resource, resource_name="*", account=None if account else ""
+    )
+
+
+def arn_regex(scope: Construct, service: str, resource: str, *, account: bool = True) -> str:
+    """The cdk-nag `appliesTo` regex of `ec2_arn`-style ARNs (`Resource::arn:...:<resource>/*`)."""
+    region = Stack.of(scope).region.replace("-", "\\-")
+    owner = "<AWS::AccountId>" if account else ""
+    return rf"/^Resource::arn:(aws|<AWS::Partition>):{service}:{region}:{owner}:{resource}\/\*$/g"
+
+
+KMS_DATA_KEY_SUPPRESSION = NagPackSuppression(
+    id="AwsSolutions-IAM5",
+    applies_to=["Action::kms:GenerateDataKey*"],
+    reason="Added by CDK's grant for the opt-in customer key: encrypting needs the GenerateDataKey and "
+    "GenerateDataKeyWithoutPlaintext variants, on this one key only.",
+)
+
+
+def suppress_state_machine_findings(
+    state_machine: sfn.StateMachine,
+    functions: Iterable[lambda_.Function],
+    base: Orchestration,
+    extra: Iterable[NagPackSuppression] = (),
+) -> None:
+    """The findings every workflow's state machine role has, with the reason beside them."""
+    suppressions = [
+        NagPackSuppression(
+            id="AwsSolutions-IAM5",
+            applies_to=["Resource::*"],
+            reason="Added by CDK for logging and tracing: the CloudWatch Logs delivery actions "
+            "(logs:CreateLogDelivery, ...) and X-Ray (xray:PutTraceSegments, ...) support no resource-level "
+            "permissions, so IAM accepts only Resource '*'.",
+        ),
+        NagPackSuppression(
+            id="AwsSolutions-IAM5",
+            applies_to=[f"Resource::<{logical_id(function)}.Arn>:*" for function in functions],
+            reason="Added by CDK's LambdaInvoke: the function's own ARN plus `:*` for its versions and aliases; "
+            "each names one function of this workflow.",
+        ),
+        *extra,
+    ]
+    if base.key is not None:
+        suppressions.append(KMS_DATA_KEY_SUPPRESSION)
+    NagSuppressions.add_resource_suppressions(state_machine, suppressions, apply_to_children=True)

@@ -18,7 +18,15 @@ from constructs import Construct
 from stacks import constants as c
 from stacks.config import Ec2OpsConfig
 from stacks.orchestration import Orchestration
-from stacks.workflows.common import ALL_ERRORS, invoke_lambda, standard_state_machine
+from stacks.workflows.common import (
+    ALL_ERRORS,
+    arn_regex,
+    ec2_arn,
+    invoke_lambda,
+    standard_state_machine,
+    suppress_state_machine_findings,
+    workflow_functions,
+)
 
 # What each Lambda's own role may do beyond writing its own logs: the one place to change it (the tests compare).
 FUNCTION_ACTIONS: dict[str, frozenset[str]] = {
@@ -174,17 +182,14 @@ class ResizeWorkflow(Construct):
                 "SCHEDULE_GROUP": c.RESIZE_SCHEDULE_GROUP,
             },
         }
-        return {
-            short: self._base.function(
-                _construct_id(short),
-                c.resize_function_name(short),
-                handler,
-                environments.get(short),
-                scope=self,
-                description=f"ec2ops resize workflow: {short}",
-            )
-            for short, handler in c.RESIZE_FUNCTIONS.items()
-        }
+        return workflow_functions(
+            self,
+            self._base,
+            handlers=c.RESIZE_FUNCTIONS,
+            name_of=c.resize_function_name,
+            workflow="resize",
+            environment=environments.get,
+        )
 
     def _grant(self, short: str, function: lambda_.Function) -> None:
         """Grant exactly FUNCTION_ACTIONS[short], each the narrowest way its API allows, and say why beside it."""
@@ -212,13 +217,13 @@ class ResizeWorkflow(Construct):
             )
         if allow(
             INSTANCE_ACTIONS,
-            [self._ec2_arn("instance")],
+            [ec2_arn(self, "instance")],
             {"StringEquals": {f"aws:ResourceTag/{c.TAG_MANAGED}": "true"}},
         ):
             reasons.append(
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
-                    applies_to=[{"regex": self._ec2_arn_regex("instance")}],
+                    applies_to=[{"regex": arn_regex(self, "ec2", "instance")}],
                     reason=f"{', '.join(sorted(actions & INSTANCE_ACTIONS))} on instance/* only with the condition "
                     f"aws:ResourceTag/{c.TAG_MANAGED}=true: the instance id is the execution's input, the tag limits "
                     "it to instances ec2ops may act on.",
@@ -226,7 +231,7 @@ class ResizeWorkflow(Construct):
             )
         # Every reservation ec2ops creates carries ec2ops:created-by=ec2ops from creation on (the request must carry
         # it), so the finish Lambda may cancel exactly those and no other reservation of the account.
-        reservations = self._ec2_arn("capacity-reservation")
+        reservations = ec2_arn(self, "capacity-reservation")
         created_by_us = {"StringEquals": {f"aws:RequestTag/{c.TAG_CREATED_BY}": c.APP_NAME}}
         carries_our_tag = {"StringEquals": {f"aws:ResourceTag/{c.TAG_CREATED_BY}": c.APP_NAME}}
         at_creation = {"StringEquals": {"ec2:CreateAction": "CreateCapacityReservation"}}
@@ -239,7 +244,7 @@ class ResizeWorkflow(Construct):
             reasons.append(
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
-                    applies_to=[{"regex": self._ec2_arn_regex("capacity-reservation")}],
+                    applies_to=[{"regex": arn_regex(self, "ec2", "capacity-reservation")}],
                     reason="capacity-reservation/*: the id does not exist before CreateCapacityReservation. Creating "
                     f"requires the tag {c.TAG_CREATED_BY}={c.APP_NAME} in the request, tagging is allowed only at "
                     "creation (ec2:CreateAction); cancelling only reservations that carry the tag.",
@@ -441,14 +446,6 @@ class ResizeWorkflow(Construct):
         return invoke_lambda(self, state_id, self.functions[short], payload, result_path)
 
     # --- helpers ---------------------------------------------------------------------------------------------
-    def _ec2_arn(self, resource: str) -> str:
-        """`arn:<partition>:ec2:<region>:<account>:<resource>/*`."""
-        return self._stack.format_arn(service="ec2", resource=resource, resource_name="*")
-
-    def _ec2_arn_regex(self, resource: str) -> str:
-        region = self._stack.region.replace("-", "\\-")
-        return rf"/^Resource::arn:(aws|<AWS::Partition>):ec2:{region}:<AWS::AccountId>:{resource}\/\*$/g"
-
     def _revert_schedule_arn(self) -> str:
         return self._stack.format_arn(
             service="scheduler",
@@ -464,41 +461,20 @@ class ResizeWorkflow(Construct):
         )
 
     def _suppress_state_machine_findings(self, state_machine: sfn.StateMachine) -> None:
-        suppressions = [
-            NagPackSuppression(
-                id="AwsSolutions-IAM5",
-                applies_to=["Resource::*"],
-                reason="Added by CDK for logging and tracing: the CloudWatch Logs delivery actions "
-                "(logs:CreateLogDelivery, ...) and X-Ray (xray:PutTraceSegments, ...) support no resource-level "
-                "permissions, so IAM accepts only Resource '*'.",
-            ),
-            NagPackSuppression(
-                id="AwsSolutions-IAM5",
-                applies_to=[
-                    f"Resource::<{self._stack.get_logical_id(cast(CfnElement, function.node.default_child))}.Arn>:*"
-                    for function in self.functions.values()
-                ],
-                reason="Added by CDK's LambdaInvoke: the function's own ARN plus `:*` for its versions and aliases; "
-                "each names one function of this workflow.",
-            ),
-            NagPackSuppression(
-                id="AwsSolutions-IAM5",
-                applies_to=[{"regex": self._snapshot_executions_regex()}],
-                reason="Added by CDK's StepFunctionsStartExecution (.sync:2): states:DescribeExecution and "
-                f"states:StopExecution on the executions of {c.SNAPSHOT_STATE_MACHINE} only; their names are made "
-                "at run time.",
-            ),
-        ]
-        if self._base.key is not None:
-            suppressions.append(
+        suppress_state_machine_findings(
+            state_machine,
+            self.functions.values(),
+            self._base,
+            [
                 NagPackSuppression(
                     id="AwsSolutions-IAM5",
-                    applies_to=["Action::kms:GenerateDataKey*"],
-                    reason="Added by CDK's topic.grant_publish for the opt-in customer key: SNS needs GenerateDataKey "
-                    "and GenerateDataKeyWithoutPlaintext variants, on this one key only.",
+                    applies_to=[{"regex": self._snapshot_executions_regex()}],
+                    reason="Added by CDK's StepFunctionsStartExecution (.sync:2): states:DescribeExecution and "
+                    f"states:StopExecution on the executions of {c.SNAPSHOT_STATE_MACHINE} only; their names are "
+                    "made at run time.",
                 )
-            )
-        NagSuppressions.add_resource_suppressions(state_machine, suppressions, apply_to_children=True)
+            ],
+        )
 
     def _snapshot_executions_regex(self) -> str:
         region = self._stack.region.replace("-", "\\-")
@@ -507,8 +483,3 @@ class ResizeWorkflow(Construct):
             rf"\{{.*{self._stack.get_logical_id(cast(CfnElement, self._snapshot_state_machine.node.default_child))}"
             r".*\}\*$/g"
         )
-
-
-def _construct_id(short: str) -> str:
-    """`drive` -> `DriveFunction`."""
-    return "".join(part.capitalize() for part in short.split("-")) + "Function"

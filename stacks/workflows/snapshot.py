@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import cast
 
-from aws_cdk import CfnElement, Duration, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -17,7 +16,14 @@ from constructs import Construct
 from stacks import constants as c
 from stacks.config import Ec2OpsConfig
 from stacks.orchestration import Orchestration
-from stacks.workflows.common import ALL_ERRORS, invoke_lambda, standard_state_machine
+from stacks.workflows.common import (
+    ALL_ERRORS,
+    KMS_DATA_KEY_SUPPRESSION,
+    invoke_lambda,
+    standard_state_machine,
+    suppress_state_machine_findings,
+    workflow_functions,
+)
 
 # What each Lambda's own role may do beyond writing its own logs: the one place to change it (the tests compare).
 FUNCTION_ACTIONS: dict[str, frozenset[str]] = {
@@ -58,17 +64,14 @@ class SnapshotWorkflow(Construct):
             "SNAPSHOT_RETAIN_DAYS": str(self._config.snapshot_retain_days),
             "SNAPSHOT_TIMEOUT_MINUTES": str(self._config.snapshot_timeout_minutes),
         }
-        return {
-            short: self._base.function(
-                _construct_id(short),
-                c.snapshot_function_name(short),
-                handler,
-                environment,
-                scope=self,
-                description=f"ec2ops snapshot workflow: {short}",
-            )
-            for short, handler in c.SNAPSHOT_FUNCTIONS.items()
-        }
+        return workflow_functions(
+            self,
+            self._base,
+            handlers=c.SNAPSHOT_FUNCTIONS,
+            name_of=c.snapshot_function_name,
+            workflow="snapshot",
+            environment=environment,
+        )
 
     def _grant(self, short: str, function: lambda_.Function) -> None:
         """Grant exactly FUNCTION_ACTIONS[short], each the narrowest way its API allows."""
@@ -105,7 +108,7 @@ class SnapshotWorkflow(Construct):
                 )
             )
         if self._base.key is not None and "sns:Publish" in actions:
-            reasons.append(_kms_data_key_suppression())
+            reasons.append(KMS_DATA_KEY_SUPPRESSION)
         if reasons and function.role is not None:
             NagSuppressions.add_resource_suppressions(function.role, reasons, apply_to_children=True)
 
@@ -243,50 +246,23 @@ class SnapshotWorkflow(Construct):
 
     def _suppress_state_machine_findings(self, state_machine: sfn.StateMachine) -> None:
         region = self._region.replace("-", "\\-")
-        suppressions = [
-            NagPackSuppression(
-                id="AwsSolutions-IAM5",
-                applies_to=["Resource::*"],
-                reason="Added by CDK for logging and tracing: the CloudWatch Logs delivery actions "
-                "(logs:CreateLogDelivery, ...) and X-Ray (xray:PutTraceSegments, ...) support no resource-level "
-                "permissions, so IAM accepts only Resource '*'.",
-            ),
-            NagPackSuppression(
-                id="AwsSolutions-IAM5",
-                applies_to=[
-                    {
-                        "regex": rf"/^Resource::arn:(aws|<AWS::Partition>):ec2:{region}:(<AWS::AccountId>)?:"
-                        r"(instance|volume|snapshot)\/\*$/g"
-                    }
-                ],
-                reason="ec2:CreateSnapshots/CreateTags: the instance id is input and the snapshot ids do not exist "
-                f"yet. Instances are limited by the condition aws:ResourceTag/{c.TAG_MANAGED}=true, CreateTags by "
-                "ec2:CreateAction=CreateSnapshots; volumes are reachable only through such an instance.",
-            ),
-            NagPackSuppression(
-                id="AwsSolutions-IAM5",
-                applies_to=[
-                    f"Resource::<{Stack.of(self).get_logical_id(cast(CfnElement, function.node.default_child))}.Arn>:*"
-                    for function in self.functions.values()
-                ],
-                reason="Added by CDK's LambdaInvoke: the function's own ARN plus `:*` for its versions and aliases; "
-                "each names one function of this workflow.",
-            ),
-        ]
-        if self._base.key is not None:
-            suppressions.append(_kms_data_key_suppression())
-        NagSuppressions.add_resource_suppressions(state_machine, suppressions, apply_to_children=True)
-
-
-def _construct_id(short: str) -> str:
-    """`record-failure` -> `RecordFailureFunction`."""
-    return "".join(part.capitalize() for part in short.split("-")) + "Function"
-
-
-def _kms_data_key_suppression() -> NagPackSuppression:
-    return NagPackSuppression(
-        id="AwsSolutions-IAM5",
-        applies_to=["Action::kms:GenerateDataKey*"],
-        reason="Added by CDK's topic.grant_publish for the opt-in customer key: SNS needs GenerateDataKey and "
-        "GenerateDataKeyWithoutPlaintext variants, on this one key only.",
-    )
+        suppress_state_machine_findings(
+            state_machine,
+            self.functions.values(),
+            self._base,
+            [
+                NagPackSuppression(
+                    id="AwsSolutions-IAM5",
+                    applies_to=[
+                        {
+                            "regex": rf"/^Resource::arn:(aws|<AWS::Partition>):ec2:{region}:(<AWS::AccountId>)?:"
+                            r"(instance|volume|snapshot)\/\*$/g"
+                        }
+                    ],
+                    reason="ec2:CreateSnapshots/CreateTags: the instance id is input and the snapshot ids do not "
+                    f"exist yet. Instances are limited by the condition aws:ResourceTag/{c.TAG_MANAGED}=true, "
+                    "CreateTags by ec2:CreateAction=CreateSnapshots; volumes are reachable only through such an "
+                    "instance.",
+                )
+            ],
+        )

@@ -4,9 +4,9 @@ the interruption warning and the rebalance recommendation, or by hand (docs/spot
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
-from aws_cdk import CfnElement, Duration, Stack
+from aws_cdk import Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -20,7 +20,16 @@ from constructs import Construct
 from stacks import constants as c
 from stacks.config import Ec2OpsConfig
 from stacks.orchestration import Orchestration
-from stacks.workflows.common import ALL_ERRORS, invoke_lambda, standard_state_machine
+from stacks.workflows.common import (
+    ALL_ERRORS,
+    KMS_DATA_KEY_SUPPRESSION,
+    arn_regex,
+    ec2_arn,
+    invoke_lambda,
+    standard_state_machine,
+    suppress_state_machine_findings,
+    workflow_functions,
+)
 
 LEDGER_READ_WRITE = frozenset({"dynamodb:PutItem", "dynamodb:GetItem", "dynamodb:UpdateItem"})
 # What each Lambda's own role may do beyond writing its own logs: the one place to change it (the tests compare).
@@ -111,27 +120,23 @@ class SpotFailoverWorkflow(Construct):
     # --- Lambdas ---------------------------------------------------------------------------------------------
     def _build_functions(self) -> dict[str, lambda_.Function]:
         config = self._config
-        environment = {
-            "SPOT_BAD_POOL_MINUTES": str(config.spot_bad_pool_minutes),
-            "SPOT_LAUNCH_DEADLINE_SECONDS": str(config.spot_launch_deadline_seconds),
-            "SPOT_POLL_SECONDS": str(config.spot_poll_seconds),
-        }
-        return {
-            short: self._base.function(
-                _construct_id(short),
-                c.spot_function_name(short),
-                handler,
-                environment,
-                scope=self,
-                description=f"ec2ops spot failover workflow: {short}",
-                timeout_seconds=(
-                    config.spot_launch_deadline_seconds + c.SPOT_LAUNCH_TIMEOUT_MARGIN_SECONDS
-                    if short == "launch"
-                    else c.LAMBDA_TIMEOUT_SECONDS
-                ),
-            )
-            for short, handler in c.SPOT_FUNCTIONS.items()
-        }
+        return workflow_functions(
+            self,
+            self._base,
+            handlers=c.SPOT_FUNCTIONS,
+            name_of=c.spot_function_name,
+            workflow="spot failover",
+            environment={
+                "SPOT_BAD_POOL_MINUTES": str(config.spot_bad_pool_minutes),
+                "SPOT_LAUNCH_DEADLINE_SECONDS": str(config.spot_launch_deadline_seconds),
+                "SPOT_POLL_SECONDS": str(config.spot_poll_seconds),
+            },
+            timeout_of=lambda short: (
+                config.spot_launch_deadline_seconds + c.SPOT_LAUNCH_TIMEOUT_MARGIN_SECONDS
+                if short == "launch"
+                else c.LAMBDA_TIMEOUT_SECONDS
+            ),
+        )
 
     def _grant(self, short: str, function: lambda_.Function) -> None:
         """Grant exactly FUNCTION_ACTIONS[short], each the narrowest way its API allows, and say why beside it."""
@@ -160,16 +165,16 @@ class SpotFailoverWorkflow(Construct):
         managed = {"StringEquals": {f"aws:ResourceTag/{c.TAG_MANAGED}": "true"}}
         if "ec2:RunInstances" in actions:
             run = frozenset({"ec2:RunInstances"})
-            allow(run, [self._ec2_arn("instance")], {"StringEquals": {f"aws:RequestTag/{c.TAG_MANAGED}": "true"}})
-            allow(run, [self._ec2_arn(kind) for kind in RUN_INSTANCES_USES] + [self._image_arn()])
+            allow(run, [ec2_arn(self, "instance")], {"StringEquals": {f"aws:RequestTag/{c.TAG_MANAGED}": "true"}})
+            allow(run, [ec2_arn(self, kind) for kind in RUN_INSTANCES_USES] + [ec2_arn(self, "image", account=False)])
             allow(
                 frozenset({"ec2:CreateTags"}),
-                [self._ec2_arn(kind) for kind in ("instance", "volume", "spot-instances-request")],
+                [ec2_arn(self, kind) for kind in ("instance", "volume", "spot-instances-request")],
                 {"StringEquals": {"ec2:CreateAction": "RunInstances"}},
             )
             allow(
                 frozenset({"ec2:TerminateInstances"}),
-                [self._ec2_arn("instance")],
+                [ec2_arn(self, "instance")],
                 {**managed, "Null": {f"aws:ResourceTag/{c.TAG_REPLACES}": "false"}},
             )
             allow(
@@ -183,7 +188,7 @@ class SpotFailoverWorkflow(Construct):
                 },
             )
             suppress(
-                [{"regex": self._arn_regex("ec2", kind)} for kind in ("instance", *RUN_INSTANCES_USES)]
+                [{"regex": arn_regex(self, "ec2", kind)} for kind in ("instance", *RUN_INSTANCES_USES)]
                 + [{"regex": r"/^Resource::arn:(aws|<AWS::Partition>):ec2:.*::image\/\*$/g"}]
                 + [{"regex": r"/^Resource::arn:(aws|<AWS::Partition>):iam::<AWS::AccountId>:role\/\*$/g"}],
                 "The replacement copies the interrupted instance's launch configuration, known only at run time. "
@@ -195,13 +200,13 @@ class SpotFailoverWorkflow(Construct):
                 f"and only roles tagged {c.TAG_MANAGED}=true (the interrupted instance's profile role).",
             )
         elif "ec2:CreateTags" in actions:
-            allow(frozenset({"ec2:CreateTags"}), [self._ec2_arn("instance")], managed)
-            allow(frozenset({"ec2:AssociateAddress"}), [self._ec2_arn("instance")], managed)
+            allow(frozenset({"ec2:CreateTags"}), [ec2_arn(self, "instance")], managed)
+            allow(frozenset({"ec2:AssociateAddress"}), [ec2_arn(self, "instance")], managed)
             allow(
-                frozenset({"ec2:AssociateAddress"}), [self._ec2_arn("elastic-ip"), self._ec2_arn("network-interface")]
+                frozenset({"ec2:AssociateAddress"}), [ec2_arn(self, "elastic-ip"), ec2_arn(self, "network-interface")]
             )
             suppress(
-                [{"regex": self._arn_regex("ec2", kind)} for kind in ("instance", "elastic-ip", "network-interface")],
+                [{"regex": arn_regex(self, "ec2", kind)} for kind in ("instance", "elastic-ip", "network-interface")],
                 f"Role tags only on instances tagged {c.TAG_MANAGED}=true. AssociateAddress moves the interrupted "
                 "instance's Elastic IP (its allocation id read at run time) to a managed replacement only; the "
                 "address and its network interface carry no ec2ops tag to condition on.",
@@ -213,14 +218,7 @@ class SpotFailoverWorkflow(Construct):
             self._base.topic.grant_publish(function)
             granted.add("sns:Publish")
             if self._base.key is not None:
-                reasons.append(
-                    NagPackSuppression(
-                        id="AwsSolutions-IAM5",
-                        applies_to=["Action::kms:GenerateDataKey*"],
-                        reason="Added by CDK's topic.grant_publish for the opt-in customer key: SNS needs "
-                        "GenerateDataKey and GenerateDataKeyWithoutPlaintext variants, on this one key only.",
-                    )
-                )
+                reasons.append(KMS_DATA_KEY_SUPPRESSION)
         missing = actions - granted
         if missing:
             raise ValueError(f"{short}: FUNCTION_ACTIONS lists {sorted(missing)} but no grant is defined for it")
@@ -237,7 +235,7 @@ class SpotFailoverWorkflow(Construct):
             config=self._config,
             base=self._base,
         )
-        self._suppress_state_machine_findings(state_machine)
+        suppress_state_machine_findings(state_machine, self.functions.values(), self._base)
         return state_machine
 
     def _build_definition(self) -> sfn.IChainable:
@@ -347,51 +345,3 @@ class SpotFailoverWorkflow(Construct):
             )
         )
         return rule
-
-    # --- helpers ---------------------------------------------------------------------------------------------
-    def _ec2_arn(self, resource: str) -> str:
-        """`arn:<partition>:ec2:<region>:<account>:<resource>/*`."""
-        return self._stack.format_arn(service="ec2", resource=resource, resource_name="*")
-
-    def _image_arn(self) -> str:
-        """AMIs have no account in their ARN (`arn:aws:ec2:<region>::image/*`)."""
-        return self._stack.format_arn(service="ec2", account="", resource="image", resource_name="*")
-
-    def _arn_regex(self, service: str, resource: str) -> str:
-        region = self._stack.region.replace("-", "\\-")
-        return rf"/^Resource::arn:(aws|<AWS::Partition>):{service}:{region}:<AWS::AccountId>:{resource}\/\*$/g"
-
-    def _suppress_state_machine_findings(self, state_machine: sfn.StateMachine) -> None:
-        suppressions = [
-            NagPackSuppression(
-                id="AwsSolutions-IAM5",
-                applies_to=["Resource::*"],
-                reason="Added by CDK for logging and tracing: the CloudWatch Logs delivery actions "
-                "(logs:CreateLogDelivery, ...) and X-Ray (xray:PutTraceSegments, ...) support no resource-level "
-                "permissions, so IAM accepts only Resource '*'.",
-            ),
-            NagPackSuppression(
-                id="AwsSolutions-IAM5",
-                applies_to=[
-                    f"Resource::<{self._stack.get_logical_id(cast(CfnElement, function.node.default_child))}.Arn>:*"
-                    for function in self.functions.values()
-                ],
-                reason="Added by CDK's LambdaInvoke: the function's own ARN plus `:*` for its versions and aliases; "
-                "each names one function of this workflow.",
-            ),
-        ]
-        if self._base.key is not None:
-            suppressions.append(
-                NagPackSuppression(
-                    id="AwsSolutions-IAM5",
-                    applies_to=["Action::kms:GenerateDataKey*"],
-                    reason="Added by CDK's topic.grant_publish for the opt-in customer key: SNS needs GenerateDataKey "
-                    "and GenerateDataKeyWithoutPlaintext variants, on this one key only.",
-                )
-            )
-        NagSuppressions.add_resource_suppressions(state_machine, suppressions, apply_to_children=True)
-
-
-def _construct_id(short: str) -> str:
-    """`record-failure` -> `RecordFailureFunction`."""
-    return "".join(part.capitalize() for part in short.split("-")) + "Function"

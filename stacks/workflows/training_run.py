@@ -5,9 +5,9 @@ profile, the rule that cleans up after an execution stopped from the console, an
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import Any
 
-from aws_cdk import ArnFormat, CfnElement, Duration, Stack
+from aws_cdk import ArnFormat, Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_events as events
@@ -23,7 +23,16 @@ from constructs import Construct
 from stacks import constants as c
 from stacks.config import Ec2OpsConfig
 from stacks.orchestration import Orchestration
-from stacks.workflows.common import ALL_ERRORS, invoke_lambda, standard_state_machine
+from stacks.workflows.common import (
+    ALL_ERRORS,
+    arn_regex,
+    ec2_arn,
+    invoke_lambda,
+    logical_id,
+    standard_state_machine,
+    suppress_state_machine_findings,
+    workflow_functions,
+)
 
 STATE_FILE_ACTIONS = frozenset({"s3:GetObject", "s3:PutObject", "s3:DeleteObject"})
 CLOSE_ACTIONS = frozenset(
@@ -149,7 +158,7 @@ class TrainingRunWorkflow(Construct):
         role.add_to_policy(
             iam.PolicyStatement(
                 actions=["ec2:TerminateInstances"],
-                resources=[self._ec2_arn("instance")],
+                resources=[ec2_arn(self, "instance")],
                 conditions={
                     "StringEquals": {"aws:ARN": "${ec2:SourceInstanceARN}"},
                     "Null": {f"aws:ResourceTag/{c.TAG_RUN_ID}": "false"},
@@ -165,9 +174,9 @@ class TrainingRunWorkflow(Construct):
                     id="AwsSolutions-IAM5",
                     applies_to=[
                         "Resource::*",
-                        f"Resource::<{self._logical_id(bucket)}.Arn>/cached-datasets/*",
-                        f"Resource::<{self._logical_id(bucket)}.Arn>/*/*",
-                        {"regex": self._arn_regex("ec2", "instance")},
+                        f"Resource::<{logical_id(bucket)}.Arn>/cached-datasets/*",
+                        f"Resource::<{logical_id(bucket)}.Arn>/*/*",
+                        {"regex": arn_regex(self, "ec2", "instance")},
                         "Action::kms:GenerateDataKey*",
                         "Action::kms:ReEncrypt*",
                     ],
@@ -197,17 +206,14 @@ class TrainingRunWorkflow(Construct):
             "TRAINING_STALE_AFTER_MINUTES": str(config.training_stale_after_minutes),
             "TRAINING_STATE_MACHINE_ARN": self.state_machine_arn,
         }
-        return {
-            short: self._base.function(
-                _construct_id(short),
-                c.training_function_name(short),
-                handler,
-                environment,
-                scope=self,
-                description=f"ec2ops training run workflow: {short}",
-            )
-            for short, handler in c.TRAINING_FUNCTIONS.items()
-        }
+        return workflow_functions(
+            self,
+            self._base,
+            handlers=c.TRAINING_FUNCTIONS,
+            name_of=c.training_function_name,
+            workflow="training run",
+            environment=environment,
+        )
 
     def _grant(self, short: str, function: lambda_.Function) -> None:
         """Grant exactly FUNCTION_ACTIONS[short], each the narrowest way its API allows, and say why beside it."""
@@ -237,9 +243,9 @@ class TrainingRunWorkflow(Construct):
                 iam.PolicyStatement(actions=["s3:PutObject"], resources=[bucket.arn_for_objects("*/*/config.json")])
             )
         applies_to += [
-            f"Resource::<{self._logical_id(bucket)}.Arn>/*/system-state.json",
-            f"Resource::<{self._logical_id(bucket)}.Arn>/*/*/state-final.json",
-            f"Resource::<{self._logical_id(bucket)}.Arn>/*/*/config.json",
+            f"Resource::<{logical_id(bucket)}.Arn>/*/system-state.json",
+            f"Resource::<{logical_id(bucket)}.Arn>/*/*/state-final.json",
+            f"Resource::<{logical_id(bucket)}.Arn>/*/*/config.json",
         ]
         if "ssm:GetParameter" in actions:
             name = self._config.training_ami_parameter
@@ -250,11 +256,11 @@ class TrainingRunWorkflow(Construct):
             )
         if "ec2:RunInstances" in actions:
             run = frozenset({"ec2:RunInstances"})
-            allow(run, [self._ec2_arn("instance")], {"Null": {f"aws:RequestTag/{c.TAG_RUN_ID}": "false"}})
-            allow(run, [self._ec2_arn(kind) for kind in RUN_INSTANCES_USES] + [self._image_arn()])
+            allow(run, [ec2_arn(self, "instance")], {"Null": {f"aws:RequestTag/{c.TAG_RUN_ID}": "false"}})
+            allow(run, [ec2_arn(self, kind) for kind in RUN_INSTANCES_USES] + [ec2_arn(self, "image", account=False)])
             allow(
                 frozenset({"ec2:CreateTags"}),
-                [self._ec2_arn(kind) for kind in ("instance", "volume", "spot-instances-request")],
+                [ec2_arn(self, kind) for kind in ("instance", "volume", "spot-instances-request")],
                 {"StringEquals": {"ec2:CreateAction": "RunInstances"}},
             )
             allow(
@@ -267,18 +273,18 @@ class TrainingRunWorkflow(Construct):
                     actions=["s3:PutObject"], resources=[bucket.arn_for_objects(f"{c.SCRIPTS_PREFIX}ec2ops/*")]
                 )
             )
-            applies_to += [{"regex": self._arn_regex("ec2", kind)} for kind in ("instance", *RUN_INSTANCES_USES)]
+            applies_to += [{"regex": arn_regex(self, "ec2", kind)} for kind in ("instance", *RUN_INSTANCES_USES)]
             applies_to += [
                 {"regex": r"/^Resource::arn:(aws|<AWS::Partition>):ec2:.*::image\/\*$/g"},
-                f"Resource::<{self._logical_id(bucket)}.Arn>/{c.SCRIPTS_PREFIX}ec2ops/*",
+                f"Resource::<{logical_id(bucket)}.Arn>/{c.SCRIPTS_PREFIX}ec2ops/*",
             ]
         if "ec2:TerminateInstances" in actions:
             allow(
                 frozenset({"ec2:TerminateInstances"}),
-                [self._ec2_arn("instance")],
+                [ec2_arn(self, "instance")],
                 {"Null": {f"aws:ResourceTag/{c.TAG_RUN_ID}": "false"}},
             )
-            applies_to.append({"regex": self._arn_regex("ec2", "instance")})
+            applies_to.append({"regex": arn_regex(self, "ec2", "instance")})
         if actions & {"dynamodb:PutItem", "dynamodb:Query"}:
             wanted = sorted(actions & {"dynamodb:PutItem", "dynamodb:Query"})
             self._ledger.grant(function, *wanted)
@@ -318,7 +324,7 @@ class TrainingRunWorkflow(Construct):
             config=self._config,
             base=self._base,
         )
-        self._suppress_state_machine_findings(state_machine)
+        suppress_state_machine_findings(state_machine, self.functions.values(), self._base)
         return state_machine
 
     def _build_definition(self) -> sfn.IChainable:
@@ -339,6 +345,8 @@ class TrainingRunWorkflow(Construct):
             "RunInstance",
             lambda_function=self.functions["launch"],
             integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+            # No retry: a second invocation carries a new task token, and the instance holds the first one.
+            retry_on_service_exceptions=False,
             payload=sfn.TaskInput.from_object(
                 {
                     "plan": sfn.JsonPath.object_at("$.plan"),
@@ -432,46 +440,3 @@ class TrainingRunWorkflow(Construct):
             schedule=events.Schedule.rate(Duration.minutes(self._config.training_sweep_minutes)),
         )
         sweep.add_target(targets.LambdaFunction(self.functions["sweep"], retry_attempts=2))
-
-    # --- helpers ---------------------------------------------------------------------------------------------
-    def _logical_id(self, construct: Construct) -> str:
-        return self._stack.get_logical_id(cast(CfnElement, construct.node.default_child))
-
-    def _ec2_arn(self, resource: str) -> str:
-        return self._stack.format_arn(service="ec2", resource=resource, resource_name="*")
-
-    def _image_arn(self) -> str:
-        return self._stack.format_arn(service="ec2", account="", resource="image", resource_name="*")
-
-    def _arn_regex(self, service: str, resource: str) -> str:
-        region = self._stack.region.replace("-", "\\-")
-        return rf"/^Resource::arn:(aws|<AWS::Partition>):{service}:{region}:<AWS::AccountId>:{resource}\/\*$/g"
-
-    def _suppress_state_machine_findings(self, state_machine: sfn.StateMachine) -> None:
-        suppressions = [
-            NagPackSuppression(
-                id="AwsSolutions-IAM5",
-                applies_to=["Resource::*"],
-                reason="Added by CDK for logging and tracing: the CloudWatch Logs delivery actions and X-Ray support "
-                "no resource-level permissions, so IAM accepts only Resource '*'.",
-            ),
-            NagPackSuppression(
-                id="AwsSolutions-IAM5",
-                applies_to=[f"Resource::<{self._logical_id(function)}.Arn>:*" for function in self.functions.values()],
-                reason="Added by CDK's LambdaInvoke: the function's own ARN plus `:*` for its versions and aliases; "
-                "each names one function of this workflow.",
-            ),
-        ]
-        if self._base.key is not None:
-            suppressions.append(
-                NagPackSuppression(
-                    id="AwsSolutions-IAM5",
-                    applies_to=["Action::kms:GenerateDataKey*"],
-                    reason="Added by CDK's topic.grant_publish for the opt-in customer key, on this one key only.",
-                )
-            )
-        NagSuppressions.add_resource_suppressions(state_machine, suppressions, apply_to_children=True)
-
-
-def _construct_id(short: str) -> str:
-    return "".join(part.capitalize() for part in short.split("-")) + "Function"

@@ -42,7 +42,7 @@ def test_cdk_json_holds_a_valid_config() -> None:
 def test_cdk_json_sets_every_key_explicitly_at_its_default() -> None:
     # What an operator reads in cdk.json is what deploys: no key silently falls back to a default.
     raw = json.loads(CDK_JSON.read_text())["context"]["ec2ops"]
-    resize_keys = {key for key in Ec2OpsConfig.model_fields if key.startswith(("resize_", "spot_"))}
+    resize_keys = {key for key in Ec2OpsConfig.model_fields if key.startswith(("resize_", "spot_", "training_"))}
     assert resize_keys <= set(raw)
     defaults = Ec2OpsConfig.parse({})
     assert {key: raw[key] for key in resize_keys} == {key: getattr(defaults, key) for key in resize_keys}
@@ -59,6 +59,9 @@ def test_cdk_json_sets_every_key_explicitly_at_its_default() -> None:
         ("spot_bad_pool_minutes", 1, 10080),
         ("spot_launch_deadline_seconds", 10, 840),
         ("spot_poll_seconds", 1, 30),
+        ("training_root_volume_gib", 20, 16384),
+        ("training_sweep_minutes", 1, 60),
+        ("training_stale_after_minutes", 1, 1440),
     ],
 )
 def test_workflow_keys_accept_their_bounds_and_refuse_beyond(key: str, low: int, high: int) -> None:
@@ -146,3 +149,16 @@ def test_the_app_refuses_a_bad_context_before_building_anything() -> None:
     # Given an override with a typo, When the app is built, Then it fails naming the key (no synth needed)
     with pytest.raises(ConfigError, match="'enable_alarm'"):
         build_app({"ec2ops": {"enable_alarm": True}})
+
+
+def test_the_heartbeat_timeout_must_leave_room_for_a_late_heartbeat() -> None:
+    assert Ec2OpsConfig.parse({"training_heartbeat_seconds": 60, "training_heartbeat_timeout_seconds": 120})
+    with pytest.raises(ConfigError) as refused:
+        Ec2OpsConfig.parse({"training_heartbeat_seconds": 60, "training_heartbeat_timeout_seconds": 90})
+    assert "key 'training_heartbeat_timeout_seconds': must be at least twice" in str(refused.value)
+
+
+def test_the_training_ami_parameter_must_be_an_ssm_path() -> None:
+    with pytest.raises(ConfigError) as refused:
+        Ec2OpsConfig.parse({"training_ami_parameter": "ami-0123456789abcdef0"})
+    assert "training_ami_parameter" in str(refused.value)

@@ -131,7 +131,7 @@ def test_the_same_warning_twice_launches_exactly_one_replacement(cloud: LocalClo
     first = deliver(cloud, event)
     second = deliver(cloud, event)
 
-    assert [r.status for r in first + second] == ["SUCCEEDED", "SUCCEEDED"]
+    assert [r.status for r in first + second] == ["SUCCEEDED", "SUCCEEDED"], [r.cause for r in first + second]
     assert len(replacements(cloud, iid)) == 1
     assert second[0].output["outcome"] == "duplicate"
     outcomes = sorted(item["detail"]["outcome"] for item in items(cloud, iid, "spot-signal"))

@@ -19,7 +19,7 @@ from ec2ops.local import ExecutionResult, LocalCloud
 from ec2ops.local.cloud import REPO_ROOT, quiet_moto_logs
 from tests.workflows.iam import granted_actions, iam_action, is_granted
 
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("training")]
+pytestmark = pytest.mark.slow
 
 TRAINING_CONTEXT = {"training_heartbeat_seconds": 1, "training_heartbeat_timeout_seconds": 10}
 EXAMPLE = REPO_ROOT / "examples" / "train_tiny.py"
@@ -314,6 +314,16 @@ def test_adversarial_config_values_reach_the_job_verbatim_and_are_never_executed
     (line,) = [line for line in log.splitlines() if line.startswith("config: ")]
     assert json.loads(line.removeprefix("config: ")) == config
     assert not marker.exists()
+
+
+def test_the_documented_console_input_runs(cloud: LocalCloud) -> None:
+    import re
+
+    page = (REPO_ROOT / "docs" / "training-runs.md").read_text()
+    (block,) = [b for b in re.findall(r"```json\n(.*?)```", page, flags=re.DOTALL) if '"instance_type"' in b]
+    result = finish(cloud, cloud.start("training-run", json.loads(block)))
+    assert result.status == "SUCCEEDED", result.cause
+    assert result.output["history"][-1] == "cleanup"
 
 
 @pytest.mark.parametrize(

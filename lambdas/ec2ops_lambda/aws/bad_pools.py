@@ -10,34 +10,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-import boto3
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
+from ec2ops_lambda.aws.table import LedgerTable, plain, typed
 from ec2ops_lambda.models.common import as_utc, iso
 from ec2ops_lambda.spot.pool_choice import BadPoolMark, Pool
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 PARTITION = "spot-pools"
 AUDIT_AFTER_EXPIRY = timedelta(days=1)
 
 
-class BadPools:
+class BadPools(LedgerTable):
     """Marks pools bad and reads the marks; a client is made on first use, never at import."""
-
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
-        self.table_name = table_name
-        self._client = client
-        self._serializer = TypeSerializer()
-        self._deserializer = TypeDeserializer()
-
-    @property
-    def client(self) -> DynamoDBClient:
-        """The boto3 client, created lazily."""
-        if self._client is None:
-            self._client = boto3.client("dynamodb")
-        return self._client
 
     def mark(
         self, pool: Pool, *, reason: str, at: datetime, until: datetime, change_id: str, execution_id: str
@@ -57,7 +42,7 @@ class BadPools:
         }
         self.client.put_item(
             TableName=self.table_name,
-            Item={key: self._serializer.serialize(value) for key, value in item.items()},  # type: ignore[misc]
+            Item=typed(item),
         )
 
     def active(self, now: datetime) -> list[BadPoolMark]:
@@ -71,7 +56,7 @@ class BadPools:
             ConsistentRead=True,
         ):
             for raw in page.get("Items", []):
-                item = {key: self._deserializer.deserialize(value) for key, value in raw.items()}  # type: ignore[arg-type]
+                item = plain(raw)
                 until = datetime.fromisoformat(str(item["until"]).replace("Z", "+00:00"))
                 if until > as_utc(now):
                     marks.append(

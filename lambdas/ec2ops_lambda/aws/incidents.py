@@ -24,17 +24,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
-import boto3
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from ec2ops_lambda import clock
 from ec2ops_lambda.aws.ec2 import error_code
 from ec2ops_lambda.aws.ledger import dynamo_value
+from ec2ops_lambda.aws.table import LedgerTable, plain, typed
 from ec2ops_lambda.models.common import iso
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 IncidentState = Literal["failing-over", "preparing", "standby-ready", "promoting", "replaced", "failed"]
 INCIDENT_LIFETIME = timedelta(days=7)
@@ -47,21 +46,8 @@ def incident_key(instance_id: str) -> dict[str, Any]:
     return {"pk": {"S": f"spot-incident#{instance_id}"}, "sk": {"S": "incident"}}
 
 
-class Incidents:
+class Incidents(LedgerTable):
     """Reads and moves incident items; a client is made on first use, never at import."""
-
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
-        self.table_name = table_name
-        self._client = client
-        self._serializer = TypeSerializer()
-        self._deserializer = TypeDeserializer()
-
-    @property
-    def client(self) -> DynamoDBClient:
-        """The boto3 client, created lazily."""
-        if self._client is None:
-            self._client = boto3.client("dynamodb")
-        return self._client
 
     def get(self, instance_id: str) -> dict[str, Any] | None:
         """The incident as plain values, read consistently, or None."""
@@ -69,7 +55,7 @@ class Incidents:
         raw = answer.get("Item")
         if not raw:
             return None
-        return {key: self._deserializer.deserialize(value) for key, value in raw.items()}  # type: ignore[arg-type]
+        return plain(raw)
 
     def claim(
         self,
@@ -244,5 +230,6 @@ class Incidents:
             raise
         return True
 
-    def _serialize(self, value: Any) -> Any:
-        return self._serializer.serialize(dynamo_value(value))
+    @staticmethod
+    def _serialize(value: Any) -> Any:
+        return typed({"v": dynamo_value(value)})["v"]

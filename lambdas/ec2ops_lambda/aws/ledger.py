@@ -18,16 +18,15 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
 from botocore.exceptions import ClientError
 
 from ec2ops_lambda.aws.ec2 import error_code
+from ec2ops_lambda.aws.table import LedgerTable, plain, typed
 from ec2ops_lambda.errors import LedgerConflict
 from ec2ops_lambda.models.common import iso
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 SNAPSHOT_USD_PER_GB_MONTH = Decimal("0.05")
 """EBS snapshot storage, standard tier (us-east-1 list price); an upper bound, snapshots are incremental."""
@@ -119,25 +118,12 @@ def dynamo_value(value: Any) -> Any:
     return str(value)
 
 
-class Ledger:
+class Ledger(LedgerTable):
     """Writes ledger items; a client is made on first use, never at import."""
-
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
-        self.table_name = table_name
-        self._client = client
-        self._serializer = TypeSerializer()
-        self._deserializer = TypeDeserializer()
-
-    @property
-    def client(self) -> DynamoDBClient:
-        """The boto3 client, created lazily."""
-        if self._client is None:
-            self._client = boto3.client("dynamodb")
-        return self._client
 
     def put(self, item: LedgerItem) -> tuple[str, str]:
         """Write the item once: a retry of the same execution finds its own item and succeeds; anything else raises."""
-        attributes = {key: self._serializer.serialize(value) for key, value in item.attributes().items()}
+        attributes = typed(item.attributes())
         try:
             self.client.put_item(
                 TableName=self.table_name,
@@ -149,9 +135,7 @@ class Ledger:
             if error_code(error) != "ConditionalCheckFailedException":
                 raise
             existing: dict[str, Any] = dict(error.response.get("Item") or {})  # type: ignore[call-overload]
-            written_by = (
-                self._deserializer.deserialize(existing["execution_id"]) if "execution_id" in existing else None
-            )
+            written_by = plain(existing).get("execution_id")
             if written_by != item.execution_id:
                 raise LedgerConflict(
                     f"the ledger already holds {item.pk} / {item.sk}, written by {written_by or 'an unknown execution'}"
@@ -169,8 +153,5 @@ class Ledger:
             KeyConditionExpression="pk = :pk",
             ExpressionAttributeValues={":pk": {"S": partition or partition_key(instance_id)}},
         ):
-            found.extend(
-                {key: self._deserializer.deserialize(value) for key, value in raw.items()}  # type: ignore[arg-type]
-                for raw in page.get("Items", [])
-            )
+            found.extend(plain(raw) for raw in page.get("Items", []))
         return found

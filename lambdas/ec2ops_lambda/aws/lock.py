@@ -10,17 +10,16 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-import boto3
-from boto3.dynamodb.types import TypeDeserializer
 from botocore.exceptions import ClientError
 
 from ec2ops_lambda import clock
 from ec2ops_lambda.aws.ec2 import error_code
+from ec2ops_lambda.aws.table import LedgerTable, plain
 from ec2ops_lambda.errors import InstanceLocked
 from ec2ops_lambda.models.common import iso
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
+    pass
 
 LOCK_LIFETIME = timedelta(hours=48)
 """Longer than any workflow runs; a lock its execution never released frees itself after this."""
@@ -45,20 +44,8 @@ class LockStatus:
         return {"held": self.held, "holder": self.holder}
 
 
-class Lock:
+class Lock(LedgerTable):
     """Acquire and release instance locks; a client is made on first use, never at import."""
-
-    def __init__(self, table_name: str, client: DynamoDBClient | None = None) -> None:
-        self.table_name = table_name
-        self._client = client
-        self._deserializer = TypeDeserializer()
-
-    @property
-    def client(self) -> DynamoDBClient:
-        """The boto3 client, created lazily."""
-        if self._client is None:
-            self._client = boto3.client("dynamodb")
-        return self._client
 
     def acquire(self, instance_id: str, execution_id: str, workflow: str) -> LockStatus:
         """Take the lock, or take it again (a retried step); held by another execution raises InstanceLocked."""
@@ -105,7 +92,7 @@ class Lock:
     def _old_item(self, error: ClientError) -> dict[str, Any]:
         """The item that made the condition fail, as plain values ({} when there was none)."""
         raw: dict[str, Any] = dict(error.response.get("Item") or {})  # type: ignore[call-overload]
-        return {key: self._deserializer.deserialize(value) for key, value in raw.items()}
+        return plain(raw)
 
     @staticmethod
     def _locked_message(instance_id: str, held: dict[str, Any]) -> str:

@@ -73,27 +73,8 @@ def launch(event: dict[str, Any], context: Any) -> dict[str, Any]:
     )
 
 
-@logger.inject_lambda_context(clear_state=True)
-def finish(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Finish: the instance reported success; results_sync -> cleanup, archive, cost."""
+def _close(event: dict[str, Any], closing: close_logic.Closing) -> dict[str, Any]:
     config, aws, run_plan = _context(event)
-    return close_logic.close_run(
-        run_plan["env"],
-        run_plan["run_id"],
-        close_logic.Closing("succeeded"),
-        aws=aws,
-        store=_store(aws, config, run_plan["env"]),
-        ledger=Ledger(config.ledger_table),
-        execution_id=str(event["execution_id"]),
-        now=clock.utcnow(),
-    )
-
-
-@logger.inject_lambda_context(clear_state=True)
-def cleanup(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    """Cleanup: a failed step, a missed heartbeat, a timeout or no resume left; the run is closed as failed."""
-    config, aws, run_plan = _context(event)
-    closing = close_logic.closing_for(event.get("error"), resumes_exhausted=bool(event.get("resumes_exhausted")))
     return close_logic.close_run(
         run_plan["env"],
         run_plan["run_id"],
@@ -103,6 +84,20 @@ def cleanup(event: dict[str, Any], context: Any) -> dict[str, Any]:
         ledger=Ledger(config.ledger_table),
         execution_id=str(event["execution_id"]),
         now=clock.utcnow(),
+    )
+
+
+@logger.inject_lambda_context(clear_state=True)
+def finish(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Finish: the instance reported success; results_sync -> cleanup, archive, cost."""
+    return _close(event, close_logic.Closing("succeeded"))
+
+
+@logger.inject_lambda_context(clear_state=True)
+def cleanup(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Cleanup: a failed step, a missed heartbeat, a timeout or no resume left; the run is closed as failed."""
+    return _close(
+        event, close_logic.closing_for(event.get("error"), resumes_exhausted=bool(event.get("resumes_exhausted")))
     )
 
 

@@ -130,3 +130,17 @@ def explain(error: ValidationError, model: type[BaseModel], hints: Mapping[str, 
         hint = (hints or {}).get(where)
         problems.append(f"{where or 'input'}: {_plain(item['type'], item.get('ctx') or {}, item.get('input'), hint)}")
     return problems
+
+
+def caught_error(error: Any) -> tuple[str, str]:
+    """(name, cause) of a Step Functions Catch result `{"Error", "Cause"}`; a Lambda's cause is the JSON of its
+    error, of which the message is what people read."""
+    name = str((error or {}).get("Error") or "States.TaskFailed")
+    cause = str((error or {}).get("Cause") or "")
+    try:
+        parsed = json.loads(cause)
+    except ValueError:
+        return name, cause
+    if isinstance(parsed, dict) and parsed.get("errorMessage"):
+        cause = str(parsed["errorMessage"])
+    return name, cause

@@ -6,7 +6,6 @@ error name and cause (never this function's).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -15,23 +14,11 @@ from ec2ops_lambda import clock
 from ec2ops_lambda.aws.incidents import Incidents
 from ec2ops_lambda.aws.ledger import Ledger, LedgerItem
 from ec2ops_lambda.aws.notify import Notifier
+from ec2ops_lambda.models.common import caught_error
 from ec2ops_lambda.models.spot import AssessResult, LaunchResult
 from ec2ops_lambda.spot.record import SUBJECT, WORKFLOW
 
 logger = Logger(service="ec2ops-spot-failover", child=True)
-
-
-def error_parts(error: Any) -> tuple[str, str]:
-    """(name, cause) of a Step Functions catch result; the cause of a Lambda error is its errorMessage."""
-    name = str((error or {}).get("Error") or "States.TaskFailed")
-    cause = str((error or {}).get("Cause") or "")
-    try:
-        parsed = json.loads(cause)
-        if isinstance(parsed, dict) and parsed.get("errorMessage"):
-            cause = str(parsed["errorMessage"])
-    except ValueError:
-        pass
-    return name, cause
 
 
 def record_failure(
@@ -45,7 +32,7 @@ def record_failure(
     execution_id: str,
 ) -> dict[str, str]:
     """Release the incident as failed, write a `spot-failure` item, publish; returns the error to fail with."""
-    name, cause = error_parts(error)
+    name, cause = caught_error(error)
     iid = assessed.instance_id
     incident = assessed.incident
     try:

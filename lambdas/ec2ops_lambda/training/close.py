@@ -5,7 +5,6 @@ change rule) and the sweeper, so a run ends the same way whoever ends it; each s
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -14,12 +13,14 @@ from ec2ops_run_state import TRANSITIONS, ConcurrentUpdate, RunStateStore, State
 
 from ec2ops_lambda.aws.ledger import Ledger, LedgerItem
 from ec2ops_lambda.aws.training import LIVE_STATES, TrainingAws
-from ec2ops_lambda.models.common import as_utc, iso
+from ec2ops_lambda.models.common import as_utc, caught_error, iso
 from ec2ops_lambda.pricing import bundled_price
 from ec2ops_lambda.training.start import WORKFLOW, run_partition
 
 Outcome = Literal["succeeded", "failed", "killed"]
 _RACE_RETRIES = 5
+MINIMUM_BILLED_SECONDS = 60.0
+"""EC2 bills Linux instances per second with a one-minute minimum."""
 
 # What the Step Functions error names mean to the person reading the run's error.
 _EXPLAINED = {
@@ -42,14 +43,7 @@ class Closing:
 
 def closing_for(error: Any, *, resumes_exhausted: bool = False) -> Closing:
     """The Closing of a caught Step Functions error: its name explained, the instance's cause kept verbatim."""
-    name = str((error or {}).get("Error") or "States.TaskFailed")
-    cause = str((error or {}).get("Cause") or "")
-    try:
-        parsed = json.loads(cause)
-        if isinstance(parsed, dict) and parsed.get("errorMessage"):
-            cause = str(parsed["errorMessage"])
-    except ValueError:
-        pass
+    name, cause = caught_error(error)
     if resumes_exhausted:
         return Closing("failed", "ResumesExhausted", f"spot interrupted again and no resume is left: {cause}")
     if name in _EXPLAINED:
@@ -67,7 +61,7 @@ def _cost(ledger: Ledger, aws: TrainingAws, run_id: str, now: datetime) -> dict[
     for item in launched:
         detail = item["detail"]
         start = datetime.fromisoformat(str(detail["launched_at"]).replace("Z", "+00:00"))
-        hours = max(0.0, (as_utc(now) - start).total_seconds() / 3600)
+        hours = max(MINIMUM_BILLED_SECONDS, (as_utc(now) - start).total_seconds()) / 3600
         price = item["cost_effect"].get("hourly_usd")
         on_demand = item["cost_effect"].get("on_demand_hourly_usd") or bundled_price(str(detail["instance_type"]))
         cost = hours * float(price) if price is not None else None
@@ -77,7 +71,7 @@ def _cost(ledger: Ledger, aws: TrainingAws, run_id: str, now: datetime) -> dict[
         lines.append(
             {
                 "instance_id": item["instance_id"],
-                "attempt": detail["attempt"],
+                "attempt": int(detail["attempt"]),
                 "market": detail["market"],
                 "hours": round(hours, 6),
                 "hourly_usd": price,
@@ -90,7 +84,8 @@ def _cost(ledger: Ledger, aws: TrainingAws, run_id: str, now: datetime) -> dict[
         "usd": round(total, 6),
         "on_demand_usd": round(on_demand_total, 6),
         "savings_vs_on_demand_usd": round(on_demand_total - total, 6),
-        "note": "hours from launch to the run's end; spot prices as quoted at launch",
+        "note": "hours from launch to the run's end (at least one minute each, as EC2 bills); spot prices as "
+        "quoted at launch",
     }
 
 
