@@ -38,11 +38,12 @@ test: synth ## the whole suite
 test-fast: install ## skip nothing, but reuse cdk.out as it is
 	$(PY) -m pytest -n 2 --dist loadgroup -q
 
-lint: install ## ruff + mypy
+lint: install ## ruff + mypy + shellcheck
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy instance_scripts  # what runs on the instance: plain scripts, not a package
+	$(VENV)/bin/shellcheck instance_scripts/bootstrap.sh
 
 bench: install ## benchmarks (figures, not tests)
 	$(PY) -m bench

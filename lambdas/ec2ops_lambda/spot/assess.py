@@ -23,6 +23,7 @@ from ec2ops_lambda.models.spot import AssessResult, Incident, LaunchResult, Sour
 from ec2ops_lambda.opt_in import MANAGED_TAG, MANAGED_VALUE
 from ec2ops_lambda.spot.candidates import ALTERNATES_TAG, parse_alternates
 from ec2ops_lambda.spot.config import SpotSettings
+from ec2ops_lambda.spot.pool_choice import Pool
 from ec2ops_lambda.spot.signals import Signal, parse_signal
 
 if TYPE_CHECKING:
@@ -208,9 +209,7 @@ def assess(raw: Any, context: AssessContext) -> AssessResult:
     return _claim(signal, notice, instance, context, wants, summary)
 
 
-def _pool_of(instance: InstanceTypeDef) -> Any:
-    from ec2ops_lambda.spot.pool_choice import Pool
-
+def _pool_of(instance: InstanceTypeDef) -> Pool:
     return Pool(str(instance["InstanceType"]), str(instance.get("Placement", {}).get("AvailabilityZone", "")))
 
 
