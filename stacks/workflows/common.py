@@ -4,9 +4,10 @@ tasks (retried only for the Lambda service's own transient errors)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import cast
+from typing import Any, cast
 
 from aws_cdk import CfnElement, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
@@ -168,3 +169,41 @@ def suppress_state_machine_findings(
     if base.key is not None:
         suppressions.append(KMS_DATA_KEY_SUPPRESSION)
     NagSuppressions.add_resource_suppressions(state_machine, suppressions, apply_to_children=True)
+
+
+class RoleGrants:
+    """Grants one function exactly its declared actions, each on the narrowest resources its API allows, and keeps
+    the reason for every wildcard cdk-nag reports beside the grant that needs it."""
+
+    def __init__(self, short: str, function: lambda_.Function, declared: frozenset[str]) -> None:
+        self.short = short
+        self.function = function
+        self.declared = declared
+        self.granted: set[str] = set()
+        self.reasons: list[NagPackSuppression] = []
+
+    def allow(self, wanted: Iterable[str], resources: list[str], conditions: Mapping[str, Any] | None = None) -> bool:
+        """Grant the declared actions among `wanted` on `resources`; False when none of them is declared."""
+        chosen = sorted(self.declared & set(wanted))
+        if chosen:
+            self.function.add_to_role_policy(
+                iam.PolicyStatement(actions=chosen, resources=resources, conditions=conditions)
+            )
+            self.granted.update(chosen)
+        return bool(chosen)
+
+    def granted_by_construct(self, actions: Iterable[str]) -> None:
+        """Actions a construct's own grant method added (table.grant, topic.grant_publish)."""
+        self.granted.update(actions)
+
+    def suppress(self, applies_to: list[Any], reason: str) -> None:
+        """An AwsSolutions-IAM5 finding this role may have, and why."""
+        self.reasons.append(NagPackSuppression(id="AwsSolutions-IAM5", applies_to=applies_to, reason=reason))
+
+    def done(self) -> None:
+        """Every declared action must have been granted; the reasons go on the role."""
+        missing = self.declared - self.granted
+        if missing:
+            raise ValueError(f"{self.short}: FUNCTION_ACTIONS lists {sorted(missing)} but no grant is defined for it")
+        if self.reasons and self.function.role is not None:
+            NagSuppressions.add_resource_suppressions(self.function.role, self.reasons, apply_to_children=True)

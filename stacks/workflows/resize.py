@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, cast
+from typing import cast
 
 from aws_cdk import ArnFormat, CfnElement, Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
@@ -12,7 +12,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
-from cdk_nag import NagPackSuppression, NagSuppressions
+from cdk_nag import NagPackSuppression
 from constructs import Construct
 
 from stacks import constants as c
@@ -20,6 +20,7 @@ from stacks.config import Ec2OpsConfig
 from stacks.orchestration import Orchestration
 from stacks.workflows.common import (
     ALL_ERRORS,
+    RoleGrants,
     arn_regex,
     ec2_arn,
     invoke_lambda,
@@ -194,18 +195,8 @@ class ResizeWorkflow(Construct):
     def _grant(self, short: str, function: lambda_.Function) -> None:
         """Grant exactly FUNCTION_ACTIONS[short], each the narrowest way its API allows, and say why beside it."""
         actions = FUNCTION_ACTIONS[short]
-        granted: set[str] = set()
-
-        def allow(group: frozenset[str], resources: list[str], conditions: Mapping[str, Any] | None = None) -> bool:
-            wanted = sorted(actions & group)
-            if wanted:
-                function.add_to_role_policy(
-                    iam.PolicyStatement(actions=wanted, resources=resources, conditions=conditions)
-                )
-                granted.update(wanted)
-            return bool(wanted)
-
-        reasons: list[NagPackSuppression] = []
+        grants = RoleGrants(short, function, actions)
+        allow, reasons = grants.allow, grants.reasons
         if allow(UNSCOPED_READS, ["*"]):
             reasons.append(
                 NagPackSuppression(
@@ -252,7 +243,7 @@ class ResizeWorkflow(Construct):
             )
         if actions & LEDGER_ACTIONS:
             self._ledger.grant(function, *sorted(actions & LEDGER_ACTIONS))
-            granted.update(actions & LEDGER_ACTIONS)
+            grants.granted_by_construct(actions & LEDGER_ACTIONS)
         if allow(SCHEDULE_ACTIONS, [self._revert_schedule_arn()]):
             reasons.append(
                 NagPackSuppression(
@@ -267,11 +258,7 @@ class ResizeWorkflow(Construct):
             [self.scheduler_role.role_arn],
             {"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
         )
-        missing = actions - granted
-        if missing:
-            raise ValueError(f"{short}: FUNCTION_ACTIONS lists {sorted(missing)} but no grant is defined for it")
-        if reasons and function.role is not None:
-            NagSuppressions.add_resource_suppressions(function.role, reasons, apply_to_children=True)
+        grants.done()
 
     # --- the state machine -----------------------------------------------------------------------------------
     def _build_state_machine(self) -> sfn.StateMachine:

@@ -4,17 +4,14 @@ the interruption warning and the rebalance recommendation, or by hand (docs/spot
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from aws_cdk import Duration, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
-from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
-from cdk_nag import NagPackSuppression, NagSuppressions
 from constructs import Construct
 
 from stacks import constants as c
@@ -23,6 +20,7 @@ from stacks.orchestration import Orchestration
 from stacks.workflows.common import (
     ALL_ERRORS,
     KMS_DATA_KEY_SUPPRESSION,
+    RoleGrants,
     arn_regex,
     ec2_arn,
     invoke_lambda,
@@ -141,21 +139,8 @@ class SpotFailoverWorkflow(Construct):
     def _grant(self, short: str, function: lambda_.Function) -> None:
         """Grant exactly FUNCTION_ACTIONS[short], each the narrowest way its API allows, and say why beside it."""
         actions = FUNCTION_ACTIONS[short]
-        granted: set[str] = set()
-        reasons: list[NagPackSuppression] = []
-
-        def allow(wanted: frozenset[str], resources: list[str], conditions: Mapping[str, Any] | None = None) -> bool:
-            chosen = sorted(actions & wanted)
-            if chosen:
-                function.add_to_role_policy(
-                    iam.PolicyStatement(actions=chosen, resources=resources, conditions=conditions)
-                )
-                granted.update(chosen)
-            return bool(chosen)
-
-        def suppress(applies_to: list[Any], reason: str) -> None:
-            reasons.append(NagPackSuppression(id="AwsSolutions-IAM5", applies_to=applies_to, reason=reason))
-
+        grants = RoleGrants(short, function, actions)
+        allow, suppress = grants.allow, grants.suppress
         if allow(UNSCOPED_READS, ["*"]):
             suppress(
                 ["Resource::*"],
@@ -213,17 +198,13 @@ class SpotFailoverWorkflow(Construct):
             )
         if actions & LEDGER_ACTIONS:
             self._ledger.grant(function, *sorted(actions & LEDGER_ACTIONS))
-            granted.update(actions & LEDGER_ACTIONS)
+            grants.granted_by_construct(actions & LEDGER_ACTIONS)
         if "sns:Publish" in actions:
             self._base.topic.grant_publish(function)
-            granted.add("sns:Publish")
+            grants.granted_by_construct({"sns:Publish"})
             if self._base.key is not None:
-                reasons.append(KMS_DATA_KEY_SUPPRESSION)
-        missing = actions - granted
-        if missing:
-            raise ValueError(f"{short}: FUNCTION_ACTIONS lists {sorted(missing)} but no grant is defined for it")
-        if reasons and function.role is not None:
-            NagSuppressions.add_resource_suppressions(function.role, reasons, apply_to_children=True)
+                grants.reasons.append(KMS_DATA_KEY_SUPPRESSION)
+        grants.done()
 
     # --- the state machine -----------------------------------------------------------------------------------
     def _build_state_machine(self) -> sfn.StateMachine:

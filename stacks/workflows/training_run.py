@@ -25,6 +25,7 @@ from stacks.config import Ec2OpsConfig
 from stacks.orchestration import Orchestration
 from stacks.workflows.common import (
     ALL_ERRORS,
+    RoleGrants,
     arn_regex,
     ec2_arn,
     invoke_lambda,
@@ -218,16 +219,9 @@ class TrainingRunWorkflow(Construct):
     def _grant(self, short: str, function: lambda_.Function) -> None:
         """Grant exactly FUNCTION_ACTIONS[short], each the narrowest way its API allows, and say why beside it."""
         actions = FUNCTION_ACTIONS[short]
-        granted: set[str] = set()
+        grants = RoleGrants(short, function, actions)
+        allow = grants.allow
         applies_to: list[Any] = []
-
-        def allow(wanted: frozenset[str], resources: list[str], conditions: Mapping[str, Any] | None = None) -> None:
-            chosen = sorted(actions & wanted)
-            if chosen:
-                function.add_to_role_policy(
-                    iam.PolicyStatement(actions=chosen, resources=resources, conditions=conditions)
-                )
-                granted.update(chosen)
 
         bucket = self._bucket
         if actions & UNSCOPED_READS:
@@ -288,31 +282,20 @@ class TrainingRunWorkflow(Construct):
         if actions & {"dynamodb:PutItem", "dynamodb:Query"}:
             wanted = sorted(actions & {"dynamodb:PutItem", "dynamodb:Query"})
             self._ledger.grant(function, *wanted)
-            granted.update(wanted)
+            grants.granted_by_construct(wanted)
         if bucket.encryption_key is not None:
             bucket.encryption_key.grant_encrypt_decrypt(function)
             applies_to += ["Action::kms:GenerateDataKey*", "Action::kms:ReEncrypt*"]
-        missing = actions - granted
-        if missing:
-            raise ValueError(f"{short}: FUNCTION_ACTIONS lists {sorted(missing)} but no grant is defined for it")
-        if function.role is not None:
-            NagSuppressions.add_resource_suppressions(
-                function.role,
-                [
-                    NagPackSuppression(
-                        id="AwsSolutions-IAM5",
-                        applies_to=applies_to,
-                        reason="Describe* reads support no resource-level permissions. State files are "
-                        "<env>/system-state.json and <env>/<run_id>/state-final.json, env and run id known only at "
-                        "run time. RunInstances creates an instance only when the request tags it with "
-                        f"{c.TAG_RUN_ID}; the subnet, security group, volume, network interface, image and spot "
-                        "request it uses have ids known at run time; tags only at creation; PassRole only the "
-                        f"training instance role, only to EC2. TerminateInstances only on instances tagged "
-                        f"{c.TAG_RUN_ID}. The scripts go to {c.SCRIPTS_PREFIX}ec2ops/ only.",
-                    )
-                ],
-                apply_to_children=True,
-            )
+        grants.suppress(
+            applies_to,
+            "Describe* reads support no resource-level permissions. State files are <env>/system-state.json and "
+            "<env>/<run_id>/state-final.json (and the run's config.json), env and run id known only at run time. "
+            f"RunInstances creates an instance only when the request tags it with {c.TAG_RUN_ID}; the subnet, "
+            "security group, volume, network interface, image and spot request it uses have ids known at run time; "
+            "tags only at creation; PassRole only the training instance role, only to EC2. TerminateInstances only "
+            f"on instances tagged {c.TAG_RUN_ID}. The scripts go to {c.SCRIPTS_PREFIX}ec2ops/ only.",
+        )
+        grants.done()
 
     # --- the state machine -----------------------------------------------------------------------------------
     def _build_state_machine(self) -> sfn.StateMachine:
