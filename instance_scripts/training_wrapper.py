@@ -219,7 +219,9 @@ class WrapperConfig:
     heartbeat_interval: float = 60.0
     grace_seconds: float = 60.0
     checkpoint_settle: float = 30.0
-    checkpoint_quiet: float = 1.0
+    checkpoint_quiet: float = 0.3
+    """A checkpoint is written in one burst: this long without a change after it means it is complete. Shorter
+    than a training step, or a job that checkpoints every epoch would never look quiet."""
 
     def key(self, *parts: str) -> str:
         return "/".join(part.strip("/") for part in (self.s3_prefix, *parts) if part.strip("/"))

@@ -10,6 +10,7 @@ and `cloud.interrupt(instance_id)` does to an instance what AWS does to a reclai
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -195,6 +196,9 @@ class LocalCloud:
         self._patch_lambda_clock(stack)
         self.clock.on_advance(self._on_clock_advance)
         self._deploy()
+        # Runs first on exit, while moto is still patched: no execution of this emulator outlives it and wakes up
+        # later inside the next emulator's backends (moto's are global to the process).
+        stack.callback(self._stop_running_executions)
         if self.run_user_data:
             self.serve()  # before any launch: instance processes reach the emulator here
         stack.callback(self.instances.close)  # processes end before the server and moto go
@@ -302,6 +306,22 @@ class LocalCloud:
         for result in events_backends[self.account_id][self.region].put_events([entry]):
             if "ErrorCode" in result:
                 raise ValueError(f"EventBridge refused the event: {result}")
+
+    def _stop_running_executions(self, timeout: float = 10.0) -> None:
+        """Stop what still runs (a test that ended mid-run) and wait, briefly, for it to end."""
+        running: list[str] = []
+        for deployment in self.deployments.values():
+            for arn in deployment.state_machines.values():
+                for execution in self.sfn.list_executions(stateMachineArn=arn, statusFilter="RUNNING")["executions"]:
+                    with contextlib.suppress(Exception):
+                        self.sfn.stop_execution(executionArn=execution["executionArn"], cause="ec2ops.local closed")
+                    running.append(execution["executionArn"])
+        deadline = time.monotonic() + timeout
+        for arn in running:
+            while time.monotonic() < deadline:
+                if self.sfn.describe_execution(executionArn=arn)["status"] != "RUNNING":
+                    break
+                time.sleep(0.05)
 
     def _start_execution(self, state_machine_arn: str, name: str, payload: str) -> str:
         arn: str = self.sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=payload)["executionArn"]

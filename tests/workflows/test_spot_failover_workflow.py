@@ -35,7 +35,10 @@ def deliver(cloud: LocalCloud, event: dict[str, Any]) -> list[ExecutionResult]:
     """put_event through the app's rule, and wait for every execution it started."""
     arns = cloud.put_event(event)
     assert arns, "the rule started no execution"
-    return [cloud.wait(arn) for arn in arns]
+    results = [cloud.wait(arn) for arn in arns]
+    for result in results:  # shown when a test fails
+        print(f"{result.name}: {result.status} {result.error} {result.cause}")
+    return results
 
 
 def spot_instance(cloud: LocalCloud, policy: str = "replace", *, eip: bool = True, **tags: str) -> str:
