@@ -24,18 +24,14 @@ from ec2ops_lambda.opt_in import MANAGED_TAG, MANAGED_VALUE
 from ec2ops_lambda.spot.candidates import ALTERNATES_TAG, parse_alternates
 from ec2ops_lambda.spot.config import SpotSettings
 from ec2ops_lambda.spot.pool_choice import Pool
+from ec2ops_lambda.spot.record import WORKFLOW
 from ec2ops_lambda.spot.signals import Signal, parse_signal
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2.type_defs import InstanceTypeDef
 
-WORKFLOW = "spot-failover"
 POLICY_TAG = "ec2ops:failover"
-ROLE_TAG = "ec2ops:role"
-REPLACES_TAG = "ec2ops:replaces"
-REPLACED_BY_TAG = "ec2ops:replaced-by"
 ENVIRONMENT_TAG = "ec2ops:environment"
-POLICIES = ("replace", "standby", "off")
 _CLAIM_ROUNDS = 4
 """Each round reads the incident after a lost conditional write; another signal can move it only a few times."""
 

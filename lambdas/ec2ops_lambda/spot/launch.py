@@ -51,7 +51,9 @@ BACKOFF_CAP_SECONDS = 8.0
 ROLE_TAG = "ec2ops:role"
 REPLACES_TAG = "ec2ops:replaces"
 INCIDENT_TAG = "ec2ops:incident"
-_NOT_COPIED = frozenset({ROLE_TAG, REPLACES_TAG, INCIDENT_TAG, "ec2ops:replaced-by", "ec2ops:interrupted-at"})
+REPLACED_BY_TAG = "ec2ops:replaced-by"
+INTERRUPTED_AT_TAG = "ec2ops:interrupted-at"
+_NOT_COPIED = frozenset({ROLE_TAG, REPLACES_TAG, INCIDENT_TAG, REPLACED_BY_TAG, INTERRUPTED_AT_TAG})
 
 
 class LaunchEc2(Protocol):

@@ -19,10 +19,7 @@ from ec2ops_lambda.aws.spot_ec2 import Observed
 from ec2ops_lambda.errors import PromotionFailed
 from ec2ops_lambda.models.common import iso
 from ec2ops_lambda.models.spot import Action, Incident, LaunchResult, PromoteResult, SourceInstance
-from ec2ops_lambda.spot.launch import ROLE_TAG
-
-REPLACED_BY_TAG = "ec2ops:replaced-by"
-INTERRUPTED_AT_TAG = "ec2ops:interrupted-at"
+from ec2ops_lambda.spot.launch import INTERRUPTED_AT_TAG, REPLACED_BY_TAG, ROLE_TAG
 
 
 class PromoteEc2(Protocol):
